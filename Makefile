@@ -39,15 +39,24 @@ _build/mathjax/.installed:
 
 mathjax: _build/mathjax/.installed
 
+# --all: every build re-reads and so re-executes every notebook (an incremental build would keep the
+# outputs of unchanged notebooks even when the companion changed). The executed copies land in
+# _build/jupyter_execute/<path>.ipynb; old ones are removed first so `make nbval` sees only these.
 book: venv mathjax
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	rm -rf _build/jupyter_execute
+	$(BIN)/jupyter-book build . -W -n --keep-going --all
 
 unit: venv
 	$(PY) -m pytest tests -q
 
+# Re-run the notebooks the book build executed and compare every text output with the rendered one
+# (strict --nbval: all cells, not only those marked). Needs `make book` first.
 nbval: venv
+	@executed="$$(find _build/jupyter_execute -name '*.ipynb' 2>/dev/null | sort)"; \
+	if [ -z "$$executed" ]; then echo "nbval: no executed notebooks in _build/jupyter_execute; run make book first" >&2; exit 1; fi; \
+	echo "$(PY) -m pytest --nbval ... $$(echo $$executed)"; \
 	$(PY) -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg $(shell find _build/jupyter_execute -name '*.ipynb' | sort)
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $$executed
 
 browser: venv
 	$(PY) tools/check_browser.py _build/html --screenshot _build/screenshots
@@ -56,7 +65,6 @@ test: unit book nbval browser
 
 benchmark: venv
 	$(PY) benchmarks/run_notebooks.py
-	$(PY) benchmarks/mlp_fashion_mnist.py
 
 sync-notebooks: venv
 	$(PY) tools/sync_setup_cells.py

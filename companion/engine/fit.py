@@ -207,8 +207,8 @@ def _train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loader:
     correct = torch.zeros((), dtype=sum_dtype, device=device)
     count, classification, pending = 0, True, False
     optimizer.zero_grad(set_to_none=True)
-    bar = progress_bar_class(show)(loader, total=num_batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
-               disable=not show, dynamic_ncols=True)
+    bar = progress_bar_class(show)(loader, total=num_batches, desc=f"epoch {epoch + 1}", unit="batch",
+                                   leave=False, disable=not show, dynamic_ncols=True)
     for index, batch in enumerate(bar):
         inputs, targets = split_batch(batch)
         inputs = to_device(inputs, device, config.channels_last)

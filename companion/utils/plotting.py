@@ -48,7 +48,7 @@ def _figure(figsize: tuple[float, float], ncols: int = 1, nrows: int = 1):
 
 
 def plot_history(history: Any, metrics: Sequence[str] = ("loss", "accuracy"),
-                 figsize: tuple[float, float] = (9, 3.2)):
+                 figsize: tuple[float, float] = (9, 3.2), val_label: str = "validation"):
     """Training curves: one panel per metric, train and validation lines.
 
     Args:
@@ -56,6 +56,8 @@ def plot_history(history: Any, metrics: Sequence[str] = ("loss", "accuracy"),
             ``"epoch"``, ``"train_<metric>"``, ``"val_<metric>"``).
         metrics: metric names to plot.
         figsize: figure size in inches.
+        val_label: legend label of the ``val_*`` curves (e.g. "test" when the held-out set
+            passed to ``fit`` is the test split).
 
     Returns:
         The matplotlib Figure.
@@ -70,7 +72,7 @@ def plot_history(history: Any, metrics: Sequence[str] = ("loss", "accuracy"),
             except KeyError:
                 continue
             if values and all(v is not None for v in values):
-                ax.plot(epochs, values, style, markersize=3, label="validation" if split == "val" else split)
+                ax.plot(epochs, values, style, markersize=3, label=val_label if split == "val" else split)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.legend()

@@ -76,7 +76,7 @@ def main() -> int:
         name = str(path.relative_to(ROOT))
         seconds, metric, value = run(path)
         rows.append({"notebook": name, "seconds": f"{seconds:.1f}", "metric": metric,
-                     "value": "" if value is None else f"{value:.4f}", "machine": machine(), "date": today})
+                     "value": "" if value is None else f"{value:.4g}", "machine": machine(), "date": today})
         minimum, maximum = TARGETS.get(name, (None, PER_NOTEBOOK_BUDGET_S))
         verdict = "ok"
         if seconds > maximum or (minimum is not None and (value is None or value < minimum)):

@@ -56,3 +56,7 @@ def build_model(name: str, **kwargs) -> torch.nn.Module:
 register_model(ModelEntry("mlp", "companion.foundations.mlp:mlp", (1, 28, 28),
                           {"in_features": 784, "hidden_sizes": (256,), "num_classes": 10},
                           "book/01_foundations/02_mlp_fashion_mnist.ipynb"))
+register_model(ModelEntry("lenet5", "companion.cnn.lenet:lenet5", (1, 32, 32), {"variant": "classic"},
+                          "book/02_cnn/02_lenet.ipynb"))
+register_model(ModelEntry("lenet5_bn", "companion.cnn.lenet:lenet5", (1, 32, 32), {"variant": "bn"},
+                          "book/02_cnn/02_lenet.ipynb"))

@@ -40,6 +40,14 @@ def weight_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [parameter for parameter in model.parameters() if parameter.requires_grad and parameter.dim() >= 2]
 
 
+def _nonempty(parameters: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """The parameters as a list; an empty one is an error (a penalty over nothing is a bug)."""
+    tensors = list(parameters)
+    if not tensors:
+        raise ValueError("no parameters to penalize; pass weight_parameters(model) or model.parameters().")
+    return tensors
+
+
 def l1_penalty(parameters: Iterable[torch.Tensor]) -> torch.Tensor:
     """``sum |w|`` over all elements of all tensors (the lasso penalty).
 
@@ -54,9 +62,7 @@ def l1_penalty(parameters: Iterable[torch.Tensor]) -> torch.Tensor:
     Raises:
         ValueError: ``parameters`` is empty.
     """
-    tensors = list(parameters)
-    if not tensors:
-        raise ValueError("no parameters to penalize; pass weight_parameters(model) or model.parameters().")
+    tensors = _nonempty(parameters)
     return torch.stack([tensor.abs().sum() for tensor in tensors]).sum()  # (n,) -> ()
 
 
@@ -76,9 +82,7 @@ def l2_penalty(parameters: Iterable[torch.Tensor]) -> torch.Tensor:
     Raises:
         ValueError: ``parameters`` is empty.
     """
-    tensors = list(parameters)
-    if not tensors:
-        raise ValueError("no parameters to penalize; pass weight_parameters(model) or model.parameters().")
+    tensors = _nonempty(parameters)
     return 0.5 * torch.stack([tensor.pow(2).sum() for tensor in tensors]).sum()  # (n,) -> ()
 
 

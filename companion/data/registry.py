@@ -62,6 +62,18 @@ def _synthetic(generate_name: str, registered_name: str) -> Callable[..., Datase
     return loader
 
 
+def _cifar10_loader(split: str, root: Path, download: bool) -> Dataset:
+    from companion.data import cifar10
+
+    return cifar10.load(split, root, download_if_missing=download)
+
+
+def _cifar10_locator(root: Path) -> str | None:
+    from companion.data import cifar10
+
+    return cifar10.find_offline(root)  # the extracted folder, else a hand-placed archive, else None
+
+
 _REGISTRY: dict[str, DatasetInfo] = {}
 
 
@@ -73,6 +85,8 @@ def register(info: DatasetInfo) -> None:
 
 register(DatasetInfo("fashion-mnist", "Fashion-MNIST: 60k train + 10k test 28x28 grey images, 10 classes",
                      ("train", "test"), False, _fashion_loader, _fashion_locator))
+register(DatasetInfo("cifar10", "CIFAR-10: 50k train + 10k test 32x32 colour images, 10 classes",
+                     ("train", "test"), False, _cifar10_loader, _cifar10_locator))
 register(DatasetInfo("synthetic-xor", "generated: 2-D points around the unit square's corners, XOR labels",
                      ("train", "test"), True, _synthetic("xor_points", "synthetic-xor"), lambda root: "generated"))
 register(DatasetInfo("synthetic-blobs", "generated: 2-D Gaussian clusters, one per class",

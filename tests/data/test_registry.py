@@ -30,3 +30,10 @@ def test_synthetic_datasets_say_so_in_their_names():
 def test_real_dataset_takes_no_generator_options():
     with pytest.raises(TypeError, match="takes no options"):
         get_dataset("fashion-mnist", size=10)
+
+
+def test_cifar10_is_registered_and_missing_data_is_a_clear_error(tmp_path):
+    assert "cifar10" in list_datasets()
+    assert find_offline("cifar10", root=tmp_path) is None
+    with pytest.raises(FileNotFoundError, match="cifar-10-python.tar.gz"):
+        get_dataset("cifar10", "train", root=tmp_path, download=False)

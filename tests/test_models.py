@@ -28,7 +28,10 @@ def test_channels_last_matches_contiguous(name):
     with torch.no_grad():
         reference = model(inputs)
         fast = model.to(memory_format=torch.channels_last)(inputs.contiguous(memory_format=torch.channels_last))
-    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
+    # Deep untrained networks in eval mode reach logits of 1e5 and more (running statistics are still
+    # mean 0, variance 1), so the float32 rounding error is judged relative to the output's scale.
+    scale = reference.abs().max().clamp_min(1.0)
+    torch.testing.assert_close(fast / scale, reference / scale, rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_model_lists_registered_ones():
@@ -46,7 +49,15 @@ def test_doctor_runs():
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "companion.doctor"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "companion.doctor"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "[datasets]" in result.stdout and "mlp" in result.stdout
     assert "all model smoke tests passed" in result.stdout
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_registered_model_names_its_chapter(name):
+    from pathlib import Path
+
+    chapter = model_entry(name).chapter
+    assert chapter and (Path(__file__).resolve().parents[1] / chapter).exists(), chapter

@@ -9,5 +9,6 @@ Import from the submodules; importing ``companion`` alone stays cheap:
   ``vgg``, ``googlenet``, ``inception_v3``, ``resnet`` (ResNet, ResNeXt), ``densenet``, ``mobilenet``;
   ``pretrained`` loads torchvision's ImageNet weights into them.
 - Training: ``label_smoothing``, ``recipe``, ``transfer`` (heads, freezing, discriminative learning
-  rates), ``linear_probe`` (logistic regression on frozen features), ``speedrun`` (a fast CIFAR-10 recipe for the full profile).
+  rates), ``linear_probe`` (logistic regression on frozen features), ``speedrun`` (a fast CIFAR-10
+  recipe for the full profile).
 """

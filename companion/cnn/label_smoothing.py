@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from companion.foundations.losses import smooth_labels
+
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -44,12 +46,7 @@ def smoothed_targets(target: torch.Tensor, num_classes: int, smoothing: float) -
     Raises:
         ValueError: ``smoothing`` outside ``[0, 1]`` or a label outside ``[0, num_classes)``.
     """
-    _check_smoothing(smoothing)
-    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
-        raise ValueError(f"labels must be in [0, {num_classes}), got values from {int(target.min())} "
-                         f"to {int(target.max())}; pass the right num_classes.")
-    one_hot = torch.nn.functional.one_hot(target, num_classes).float()  # (B, K)
-    return one_hot * (1.0 - smoothing) + smoothing / num_classes  # (B, K)
+    return smooth_labels(target, num_classes, smoothing)  # Part 1's definition, (B, K) float32
 
 
 def label_smoothing_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.1, *,

@@ -1,0 +1,111 @@
+"""The detection training loop, loaders, flips and schedule."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from companion.detection.train import (detection_collate, fit_detector, horizontal_flip, make_detection_loader,
+                                       predict_detections, warmup_cosine)
+
+
+class ToyDataset(torch.utils.data.Dataset):
+    """Four 8x8 images, one box each; the box is the target a toy detector regresses."""
+
+    def __init__(self):
+        generator = torch.Generator().manual_seed(0)
+        self.images = torch.rand(4, 3, 8, 8, generator=generator)
+        self.boxes = torch.tensor([[0., 0., 4., 4.], [2., 2., 6., 8.], [1., 0., 3., 5.], [4., 4., 8., 8.]])
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return self.images[i], {"boxes": self.boxes[i:i + 1], "labels": torch.tensor([1])}
+
+
+class ToyDetector(nn.Module):
+    """Predicts one box per image from the mean colour: enough to exercise the interface."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 4)
+
+    def forward(self, images, targets=None):
+        boxes = self.linear(images.mean(dim=(2, 3)))  # (B, 4)
+        if self.training:
+            wanted = torch.cat([t["boxes"] for t in targets])  # (B, 4)
+            return {"box": (boxes - wanted).abs().mean(), "zero": boxes.sum() * 0}
+        return [{"boxes": b[None], "scores": torch.ones(1), "labels": torch.ones(1, dtype=torch.int64)}
+                for b in boxes]
+
+
+def test_collate_stacks_equal_sizes_and_lists_others():
+    a, b = torch.zeros(3, 4, 4), torch.ones(3, 4, 4)
+    images, targets = detection_collate([(a, {"x": 1}), (b, {"x": 2})])
+    assert images.shape == (2, 3, 4, 4) and [t["x"] for t in targets] == [1, 2]
+    images, _ = detection_collate([(a, {}), (torch.zeros(3, 5, 4), {})])
+    assert isinstance(images, list) and len(images) == 2
+    batch = (torch.zeros(2, 3, 4, 4), [{}, {}])
+    assert detection_collate(batch) is batch
+
+
+def test_loader_is_seeded():
+    data = ToyDataset()
+    first = [t[0]["boxes"] for _, t in make_detection_loader(data, 1, shuffle=True, seed=5)]
+    second = [t[0]["boxes"] for _, t in make_detection_loader(data, 1, shuffle=True, seed=5)]
+    assert all(torch.equal(x, y) for x, y in zip(first, second))
+    with pytest.raises(ValueError, match="batch_size"):
+        make_detection_loader(data, 0)
+
+
+def test_horizontal_flip_moves_boxes_with_the_pixels():
+    images = torch.zeros(2, 1, 6, 10)
+    images[:, :, 1:3, 2:5] = 1.0  # the object's pixels: columns 2..4
+    masks = images[:, 0] > 0
+    targets = [{"boxes": torch.tensor([[2., 1., 5., 3.]]), "labels": torch.tensor([1]), "masks": masks[i:i + 1]}
+               for i in range(2)]
+    flipped, new_targets = horizontal_flip(images, targets, torch.Generator().manual_seed(0), p=1.0)
+    assert torch.equal(flipped[0, 0, 1, 5:8], torch.ones(3))  # columns 5..7 after mirroring
+    assert torch.equal(new_targets[0]["boxes"], torch.tensor([[5., 1., 8., 3.]]))
+    assert torch.equal(new_targets[0]["masks"][0], flipped[0, 0] > 0)
+    assert torch.equal(targets[0]["boxes"], torch.tensor([[2., 1., 5., 3.]])), "inputs must not change"
+    same, _ = horizontal_flip(images, targets, torch.Generator().manual_seed(0), p=0.0)
+    assert torch.equal(same, images)
+
+
+def test_fit_detector_lowers_the_loss_and_records_every_step():
+    torch.manual_seed(0)
+    model = ToyDetector()
+    loader = make_detection_loader(ToyDataset(), 2, shuffle=True, seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    history = fit_detector(model, optimizer, loader, epochs=30)
+    assert len(history) == 60 and set(history[0]) == {"box", "zero", "total"}
+    assert history[-1]["total"] < 0.7 * history[0]["total"]
+    detections = predict_detections(model, ToyDataset(), batch_size=3)
+    assert len(detections) == 4 and detections[0]["boxes"].shape == (1, 4)
+
+
+def test_fit_detector_stops_on_a_non_finite_loss():
+    model = ToyDetector()
+    with torch.no_grad():
+        model.linear.bias.fill_(float("nan"))
+    loader = make_detection_loader(ToyDataset(), 2)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        fit_detector(model, torch.optim.SGD(model.parameters(), lr=0.1), loader)
+
+
+def test_warmup_cosine_shape():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_cosine(optimizer, total_steps=10, warmup_steps=2)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(0.5) and rates[1] == pytest.approx(1.0)
+    assert rates[2] == pytest.approx(1.0) and rates[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8)))
+    assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
+    with pytest.raises(ValueError, match="warmup_steps"):
+        warmup_cosine(optimizer, total_steps=5, warmup_steps=5)

@@ -26,6 +26,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps d2l==1.0.3
+	$(PY) -m pip install --quiet --no-deps 'stardist>=0.9'
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from companion.data.archives import md5_of
 from companion.data.download import DownloadError, download
 from companion.data.loaders import ArrayDataset
 
@@ -50,14 +51,6 @@ SPLIT_FILES = {"train": ("data_batch_1", "data_batch_2", "data_batch_3", "data_b
 def batches_dir(root: Path) -> Path:
     """The torchvision layout: ``<root>/cifar-10-batches-py``."""
     return Path(root) / FOLDER_NAME
-
-
-def _md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _sha256_of(path: Path) -> str:
@@ -86,7 +79,7 @@ def find_offline(root: Path) -> str | None:
 
 def verify_archive(path: Path, sha256: str = ARCHIVE_SHA256, md5: str = ARCHIVE_MD5) -> None:
     """Raise ``ValueError`` unless ``path`` has the published SHA-256 and MD5."""
-    actual_sha, actual_md5 = _sha256_of(path), _md5_of(path)
+    actual_sha, actual_md5 = _sha256_of(path), md5_of(path)
     if actual_sha != sha256 or actual_md5 != md5:
         raise ValueError(f"{path} is not the published CIFAR-10 archive (sha256 {actual_sha}, expected {sha256}; "
                          f"md5 {actual_md5}, expected {md5}); delete it and fetch it again from {URL}.")
@@ -208,7 +201,7 @@ def load(split: str, root: Path, download_if_missing: bool, *, url: str = URL,
     arrays = []
     for name in SPLIT_FILES[split]:
         path = folder / name
-        if _md5_of(path) != names[name]:
+        if md5_of(path) != names[name]:
             raise ValueError(f"{path} does not match the published CIFAR-10 file (checksum differs); delete "
                              f"{folder} and fetch {URL} again.")
         arrays.append(_read_batch(path))

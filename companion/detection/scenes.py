@@ -60,6 +60,14 @@ def _texture(name: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array[:, :, :3].transpose(2, 0, 1)))  # (3, H, W)
 
 
+@lru_cache(maxsize=2)
+def _fashion(split: str, root: str | None):
+    """Fashion-MNIST's train or test split, read once per process (unzipping takes a second or two)."""
+    from companion.data import get_dataset
+
+    return get_dataset("fashion-mnist", split, root=root)
+
+
 def _background(rng: np.random.Generator, canvas_size: int) -> torch.Tensor:
     """A random crop of a random texture, resized to the canvas and lowered in contrast."""
     texture = _texture(TEXTURES[rng.integers(len(TEXTURES))])  # (3, H, W)
@@ -187,9 +195,7 @@ class FashionScenes(Dataset):
             raise ValueError(f"size must be a positive number of scenes, got {size!r}.")
         if not 1 <= min_items <= max_items:
             raise ValueError(f"need 1 <= min_items <= max_items, got {min_items} and {max_items}.")
-        from companion.data import get_dataset
-
-        source = get_dataset("fashion-mnist", "test" if split == "test" else "train", root=root)
+        source = _fashion("test" if split == "test" else "train", None if root is None else str(root))
         fashion_labels = DISTINCT_CLASSES if classes == "distinct" else tuple(range(10))
         self.classes = ["background"] + [source.classes[k] for k in fashion_labels]
         self.split, self.seed, self.canvas_size = split, seed, canvas_size

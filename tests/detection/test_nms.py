@@ -33,6 +33,21 @@ def test_nms_equals_torchvision(nms_function, n, iou_threshold, dtype):
     assert kept.dtype == torch.int64 and kept.device == boxes.device
 
 
+@pytest.mark.parametrize("block_size", [1, 2, 7, 64, 5000])
+@pytest.mark.parametrize("iou_threshold", [0.0, 0.5, 1.0])
+def test_nms_block_size_does_not_change_the_result(block_size, iou_threshold):
+    boxes, scores = random_detections(1500, seed=3)  # many blocks of every size, and one larger block
+    kept = nms(boxes, scores, iou_threshold, block_size=block_size)
+    assert torch.equal(kept, tv_ops.nms(boxes, scores, iou_threshold))
+
+
+def test_nms_with_tied_scores_keeps_the_earlier_box_first():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [20.0, 20, 30, 30], [0.0, 0, 10, 11], [20.0, 20, 30, 31]])
+    scores = torch.tensor([0.5, 0.5, 0.5, 0.5])  # stable sort: ties stay in input order
+    for nms_function in NMS_FUNCTIONS:
+        assert nms_function(boxes, scores, 0.5).tolist() == [0, 1]
+
+
 @pytest.mark.parametrize("n, num_classes", [(1, 1), (20, 3), (200, 5), (500, 10)])
 @pytest.mark.parametrize("iou_threshold", [0.3, 0.5, 0.7])
 def test_batched_nms_equals_torchvision(n, num_classes, iou_threshold):
@@ -83,6 +98,12 @@ def test_bad_input_raises_a_clear_error(nms_function, boxes, scores, match):
 def test_batched_nms_bad_idxs(idxs, match):
     with pytest.raises(ValueError, match=match):
         batched_nms(BOXES, SCORES, idxs, 0.5)
+
+
+@pytest.mark.parametrize("block_size", [0, -3, 2.5, True])
+def test_nms_bad_block_size(block_size):
+    with pytest.raises(ValueError, match="block_size must be a positive integer"):
+        nms(BOXES, SCORES, 0.5, block_size=block_size)
 
 
 @st.composite

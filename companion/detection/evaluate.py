@@ -23,12 +23,16 @@ Everything follows COCOeval's rules exactly, so the numbers agree with pycocotoo
 
 Evaluation runs on the CPU in float64 (as COCOeval does); inputs may live on any device.
 
-Taught in: book/03_detection/04_evaluation.ipynb.
+The same rules score instance masks (COCOeval's ``iouType="segm"``) once the box IoU and box area are
+replaced by the mask IoU and the mask's pixel count: ``coco_evaluate`` takes both as arguments, and
+``companion/segmentation/mask_ap.py`` passes the mask versions.
+
+Taught in: book/03_detection/04_evaluation.ipynb (mask AP: book/04_segmentation/08_instance_segmentation.ipynb).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -231,15 +235,19 @@ def _rank(scores: torch.Tensor) -> torch.Tensor:
     return torch.argsort(-scores, stable=True)  # (D,)
 
 
-def _evaluate_image(det_boxes, det_scores, gt_boxes, iou_thresholds, area_ranges, max_detections):
+def _evaluate_image(det_regions, det_scores, gt_regions, iou_thresholds, area_ranges, max_detections,
+                    pairwise_iou=_pairwise_iou, region_area=_areas):
     """Match one image's detections of one class for every area range and IoU threshold.
+
+    The regions are boxes ``(D, 4)`` by default; ``pairwise_iou`` and ``region_area`` say how to compare
+    and measure other regions (masks ``(D, H, W)`` for COCO's segmentation AP).
 
     Returns one record per area range: ``(scores (D,), true_positive (T, D), ignored (T, D), num_gt)``.
     """
     order = _rank(det_scores)[:max_detections]
-    det_boxes, det_scores = det_boxes[order], det_scores[order]  # (D, 4), (D,)
-    iou = _pairwise_iou(det_boxes, gt_boxes)  # (D, G)
-    gt_areas, det_areas = _areas(gt_boxes).tolist(), _areas(det_boxes).tolist()
+    det_regions, det_scores = det_regions[order], det_scores[order]  # (D, ...), (D,)
+    iou = pairwise_iou(det_regions, gt_regions)  # (D, G)
+    gt_areas, det_areas = region_area(gt_regions).tolist(), region_area(det_regions).tolist()
     records = []
     for low, high in area_ranges:
         gt_ignore = [area < low or area > high for area in gt_areas]
@@ -276,12 +284,12 @@ def _to_cpu(predictions, targets):
               for key in ("boxes", "labels")} for item in targets])
 
 
-def _per_image_class(predictions, targets, label):
-    """For each image: the detection boxes and scores, and the ground-truth boxes, of class ``label``."""
+def _per_image_class(predictions, targets, label, region_key="boxes"):
+    """For each image: the detected regions and scores, and the ground-truth regions, of class ``label``."""
     for prediction, target in zip(predictions, targets):
         det = prediction["labels"] == label  # (D,)
         gt = target["labels"] == label  # (K,)
-        yield prediction["boxes"][det], prediction["scores"][det], target["boxes"][gt]
+        yield prediction[region_key][det], prediction["scores"][det], target[region_key][gt]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -338,6 +346,33 @@ def mean_average_precision(predictions: Sequence[dict], targets: Sequence[dict],
     """
     _check_inputs(predictions, targets)
     predictions, targets = _to_cpu(predictions, targets)
+    return coco_evaluate(predictions, targets, iou_thresholds, max_detections)
+
+
+def coco_evaluate(predictions: Sequence[dict], targets: Sequence[dict],
+                  iou_thresholds: Sequence[float] | None = None, max_detections: int = 100,
+                  region_key: str = "boxes",
+                  pairwise_iou: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = _pairwise_iou,
+                  region_area: Callable[[torch.Tensor], torch.Tensor] = _areas) -> dict:
+    """COCOeval's evaluate, accumulate and summarize for any kind of region, on checked CPU inputs.
+
+    ``mean_average_precision`` calls it with boxes; ``companion.segmentation.mask_ap`` with masks. The
+    rules (matching, area ranges, envelope, 101 recall points) do not depend on what a region is: only
+    how two regions overlap (``pairwise_iou``) and how large one is (``region_area``).
+
+    Args:
+        predictions: one dict per image with ``region_key`` ``(D, ...)``, ``"scores"`` ``(D,)`` float64
+            and ``"labels"`` ``(D,)`` int64, on the CPU.
+        targets: one dict per image with ``region_key`` ``(K, ...)`` and ``"labels"`` ``(K,)``.
+        iou_thresholds: as in ``mean_average_precision``.
+        max_detections: as in ``mean_average_precision``.
+        region_key: the dict key holding the regions.
+        pairwise_iou: ``(regions (D, ...), regions (G, ...)) -> (D, G)`` float64 IoU.
+        region_area: ``regions (N, ...) -> (N,)`` areas in pixels, for COCO's area ranges.
+
+    Returns:
+        the dict described in ``mean_average_precision``.
+    """
     thresholds = list(COCO_IOU_THRESHOLDS if iou_thresholds is None else iou_thresholds)
     if not thresholds or any(not 0.0 <= float(t) <= 1.0 for t in thresholds):
         raise ValueError(f"iou_thresholds must be a non-empty list of values in [0, 1], got {iou_thresholds!r}.")
@@ -352,9 +387,10 @@ def mean_average_precision(predictions: Sequence[dict], targets: Sequence[dict],
     precision = -torch.ones(T, R, K, A, M, dtype=torch.float64)  # -1: no ground truth
     recall = -torch.ones(T, K, A, M, dtype=torch.float64)
     for k, label in enumerate(labels):
-        per_image = [_evaluate_image(boxes, scores, gt, thresholds, COCO_AREA_RANGES.values(), max_detections)
-                     for boxes, scores, gt in _per_image_class(predictions, targets, label)
-                     if boxes.shape[0] > 0 or gt.shape[0] > 0]  # COCOeval skips empty (image, class) pairs
+        per_image = [_evaluate_image(regions, scores, gt, thresholds, COCO_AREA_RANGES.values(), max_detections,
+                                     pairwise_iou, region_area)
+                     for regions, scores, gt in _per_image_class(predictions, targets, label, region_key)
+                     if regions.shape[0] > 0 or gt.shape[0] > 0]  # COCOeval skips empty (image, class) pairs
         for a in range(A):
             records = [image_records[a] for image_records in per_image]
             for m, limit in enumerate(limits):

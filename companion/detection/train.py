@@ -120,8 +120,8 @@ def fit_detector(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Dat
             losses = model(images, targets)
             total = sum(losses.values())
             if not torch.isfinite(total):
-                raise FloatingPointError(f"the loss became {float(total)} at step {len(history)} "
-                                         f"({ {k: float(v) for k, v in losses.items()} }); lower the learning "
+                raise FloatingPointError(f"the loss became {float(total.detach())} at step {len(history)} "
+                                         f"({ {k: float(v.detach()) for k, v in losses.items()} }); lower the learning "
                                          f"rate or pass max_grad_norm.")
             optimizer.zero_grad(set_to_none=True)
             total.backward()

@@ -3,4 +3,7 @@
 Import from the submodules; importing ``companion`` alone stays cheap:
 
 - ``data``: the detection chapter's scenes as (image, class-mask) pairs.
+- ``metrics``: confusion matrix, per-class IoU, mean IoU, pixel accuracy; ``losses``: Dice and focal.
+- ``fcn``, ``unet``, ``segnet``, ``pspnet``, ``deeplab``: the semantic segmentation architectures.
+- ``mask_ap``: mask IoU and COCO-style mask AP for instance segmentation.
 """

@@ -1,0 +1,88 @@
+"""FCN: bilinear transposed convolutions, the skip variants, any input size."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from companion.segmentation.fcn import FCN, VARIANTS, bilinear_kernel, bilinear_upsampling, fcn_mini, fcn_vgg16
+
+
+def test_bilinear_kernel_is_a_triangle_on_the_diagonal_channels():
+    weight = bilinear_kernel(2, 3, 4)
+    assert weight.shape == (2, 3, 4, 4)
+    triangle = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    assert torch.allclose(weight[0, 0], triangle[:, None] * triangle[None, :])
+    assert torch.equal(weight[1, 1], weight[0, 0])
+    assert weight[0, 1].abs().sum() == 0 and weight[:, 2].abs().sum() == 0  # no mixing of channels
+    with pytest.raises(ValueError, match="positive"):
+        bilinear_kernel(1, 1, 0)
+
+
+@pytest.mark.parametrize("stride", [2, 4, 8])
+def test_bilinear_transposed_convolution_equals_interpolate_in_the_interior(stride):
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 7, 10)
+    upsampled = bilinear_upsampling(3, stride)(x)  # (2, 3, 7 * stride, 10 * stride)
+    reference = F.interpolate(x, scale_factor=stride, mode="bilinear", align_corners=False)
+    assert upsampled.shape == reference.shape
+    border = stride  # interpolate repeats the edge, the transposed convolution sees zeros
+    inner = (..., slice(border, -border), slice(border, -border))
+    torch.testing.assert_close(upsampled[inner], reference[inner], atol=1e-6, rtol=0)
+    assert not torch.allclose(upsampled, reference)  # the borders do differ
+
+
+@pytest.mark.parametrize(("variant", "size"), [(variant, (37, 53)) for variant in VARIANTS]
+                         + [("8s", (96, 96)), ("8s", (1, 1))])
+def test_fcn_returns_logits_at_the_input_size(variant, size):
+    torch.manual_seed(0)
+    model = fcn_mini(6, variant=variant).eval()
+    logits = model(torch.rand(2, 3, *size))
+    assert logits.shape == (2, 6, *size)
+    assert torch.isfinite(logits).all()
+
+
+def test_every_parameter_receives_a_gradient():
+    torch.manual_seed(0)
+    model = fcn_mini(4)
+    loss = F.cross_entropy(model(torch.rand(2, 3, 40, 45)), torch.randint(0, 4, (2, 40, 45)))
+    loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+def test_channels_last_equals_contiguous():
+    torch.manual_seed(0)
+    model = fcn_mini(5).eval()
+    x = torch.rand(2, 3, 50, 61)
+    expected = model(x)
+    model = model.to(memory_format=torch.channels_last)
+    actual = model(x.to(memory_format=torch.channels_last))
+    scale = expected.abs().max()
+    torch.testing.assert_close(actual / scale, expected / scale, atol=1e-5, rtol=0)
+
+
+def test_skips_start_at_zero_so_8s_begins_as_32s_plus_bilinear_refinements():
+    model = fcn_mini(3, variant="8s")
+    assert model.score_pool4.weight.abs().sum() == 0 and model.score_pool3.weight.abs().sum() == 0
+    assert model.score_fr.weight.abs().sum() > 0
+
+
+def test_paper_parameter_count():
+    # The paper (Table 1) lists 134M parameters for FCN-VGG16; with 21 classes our FCN-32s has that many
+    # before its 64x64 transposed convolution (21 * 21 * 64 * 64 = 1.8M weights) is added.
+    with torch.device("meta"):
+        model = fcn_vgg16(num_classes=21, variant="32s")
+    total = sum(p.numel() for p in model.parameters())
+    upsampling = model.upscore32.weight.numel()
+    assert upsampling == 21 * 21 * 64 * 64
+    assert 134.0e6 < total - upsampling < 134.6e6
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="variant"):
+        fcn_mini(3, variant="4s")
+    with pytest.raises(ValueError, match="five 'M' pools"):
+        FCN((8, "M", 16, "M"), num_classes=3)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        fcn_mini(3)(torch.rand(1, 1, 32, 32))

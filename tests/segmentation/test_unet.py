@@ -1,0 +1,68 @@
+"""U-Net: shapes for any size, the paper's valid-padding geometry, the strided stem."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from companion.segmentation.unet import UNet, center_crop, unet_mini, unet_paper
+
+
+@pytest.mark.parametrize("size", [(37, 53), (96, 96), (5, 7)])
+@pytest.mark.parametrize("stem_stride", [1, 2])
+def test_unet_returns_logits_at_the_input_size(size, stem_stride):
+    torch.manual_seed(0)
+    model = UNet(num_classes=6, base_channels=4, depth=3, stem_stride=stem_stride).eval()
+    logits = model(torch.rand(2, 3, *size))
+    assert logits.shape == (2, 6, *size)
+    assert torch.isfinite(logits).all()
+
+
+def test_paper_geometry_572_to_388_and_31_million_parameters():
+    # Figure 1 of the paper: a 572x572 tile gives a 388x388 map; 31.03M parameters (2 classes, 1 channel).
+    with torch.device("meta"):
+        model = unet_paper()
+        assert model(torch.empty(1, 1, 572, 572)).shape == (1, 2, 388, 388)
+    assert sum(p.numel() for p in model.parameters()) == 31_030_658
+
+
+def test_mini_has_about_483k_parameters_and_halves_the_resolution():
+    model = unet_mini(6)
+    assert 480_000 < sum(p.numel() for p in model.parameters()) < 490_000
+    assert model.stem(torch.rand(1, 3, 96, 96)).shape[-2:] == (48, 48)
+
+
+def test_every_parameter_receives_a_gradient():
+    torch.manual_seed(0)
+    model = unet_mini(4)
+    loss = F.cross_entropy(model(torch.rand(2, 3, 33, 40)), torch.randint(0, 4, (2, 33, 40)))
+    loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+def test_channels_last_equals_contiguous():
+    torch.manual_seed(0)
+    model = unet_mini(5).eval()
+    x = torch.rand(2, 3, 45, 38)
+    expected = model(x)
+    model = model.to(memory_format=torch.channels_last)
+    actual = model(x.to(memory_format=torch.channels_last))
+    scale = expected.abs().max()
+    torch.testing.assert_close(actual / scale, expected / scale, atol=1e-5, rtol=0)
+
+
+def test_center_crop_takes_the_middle():
+    x = torch.arange(36.0).reshape(1, 1, 6, 6)
+    assert torch.equal(center_crop(x, (2, 2)), torch.tensor([[[[14.0, 15.0], [20.0, 21.0]]]]))
+    with pytest.raises(ValueError, match="smaller"):
+        center_crop(x, (7, 7))
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="padding"):
+        UNet(num_classes=2, padding="reflect")
+    with pytest.raises(ValueError, match="stem_stride"):
+        UNet(num_classes=2, stem_stride=4)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        unet_mini(2)(torch.rand(1, 1, 16, 16))

@@ -11,22 +11,23 @@ highest IoU with the object is trained on it; its confidence target is that IoU.
 squares, with ``lambda_coord = 5`` on the coordinates and ``lambda_noobj = 0.5`` on the confidence of
 predictors that are responsible for nothing. ``yolo_v1_targets`` and ``yolo_v1_loss`` write this out.
 
-``yolo_mini`` is a small trainable detector in the style of the later YOLOs: a convolutional
-backbone (no fully connected layers, unlike v1), one output grid at stride 8, ``A`` anchor boxes per
-cell as in YOLOv2 (Redmon and Farhadi 2017) and YOLOv3 (Redmon and Farhadi 2018), and per anchor an
-objectness logit, ``C`` independent class logits (sigmoid, as in YOLOv3) and four box numbers. Two
-choices come from later, paper-less YOLOs (Ultralytics YOLOv5) because they train much faster in a
-small budget: an object is assigned to its centre cell *and* the two neighbouring cells nearest to
-its centre, to every anchor whose shape fits (width and height ratios below ``anchor_ratio_limit``),
-and the centre offset is decoded as ``(2 sigmoid(t) - 0.5)`` cells so that a neighbour can reach it.
-The box loss is ``1 - GIoU`` (Rezatofighi et al. 2019), and the objectness target of a positive is
-the IoU of its predicted box with the object, so that scores rank boxes by their quality.
+``yolo_mini`` is a small trainable detector in the style of the later YOLOs, anchor-free as YOLOX
+(Ge, Liu, Wang, Li and Sun, arXiv 2021): a convolutional backbone (no fully connected layers, unlike
+v1) whose top-down path ends at stride 4 (``companion.detection.yolo_parts.PyramidBackbone``), one box
+per cell decoded as a centre offset from the cell's centre and a size ``stride * exp(t)``, a
+decoupled head (one branch for the classes, one for box and objectness) and ``C`` independent
+sigmoid class logits (as in YOLOv3, Redmon and Farhadi 2018). An object's positives are the cells
+within ``center_radius`` strides of its centre (the ``3 x 3`` block of YOLOX's multiple positives,
+without its SimOTA selection). The box loss is ``1 - GIoU`` (Rezatofighi et al. 2019), and the
+objectness target of a positive is the IoU of its predicted box with the object, as v1's confidence
+target, so that scores rank boxes by their quality.
 
 Taught in: book/03_detection/07_yolo.ipynb.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -35,6 +36,14 @@ from torch import nn
 
 from companion.detection.boxes import check_boxes
 from companion.detection.nms import batched_nms
+from companion.detection.yolo_parts import (  # noqa: F401 (ConvBNAct, TinyBackbone: re-exported for fcos)
+    ConvBNAct,
+    PyramidBackbone,
+    TinyBackbone,
+    grid_corners,
+    images_as_batch,
+    paired_giou_and_iou,
+)
 
 Target = dict[str, torch.Tensor]
 
@@ -146,234 +155,142 @@ def yolo_v1_loss(predictions: torch.Tensor, targets: torch.Tensor, num_boxes: in
 
 
 # --------------------------------------------------------------------------------------------------
-# yolo_mini: a small anchor-based YOLO-style detector
+# yolo_mini: a small anchor-free YOLO-style detector
 # --------------------------------------------------------------------------------------------------
 
 
-class ConvBNAct(nn.Sequential):
-    """Convolution, batch normalisation and SiLU: the unit every layer of the small detectors uses."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.SiLU(inplace=True),
-        )
-
-
-class Residual(nn.Module):
-    """``x + conv3x3(conv1x1(x))`` with a bottleneck of half the channels (a Darknet-53 block)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = ConvBNAct(channels, channels // 2, kernel_size=1)
-        self.conv2 = ConvBNAct(channels // 2, channels, kernel_size=3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.conv1(x))
-
-
-class TinyBackbone(nn.Module):
-    """A small Darknet-style backbone with a top-down path: one feature map at stride 8.
-
-    Stride-16 features (more context: a 48-pixel object fits in their receptive field) are upsampled
-    and concatenated with the stride-8 features, as YOLOv3's feature pyramid does, then mixed by a
-    1 x 1 convolution and a residual block.
-
-    Args:
-        width: channels of the first stage; later stages use 2x, 4x and 8x.
-    """
-
-    def __init__(self, width: int = 16) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(ConvBNAct(3, width, stride=2), ConvBNAct(width, 2 * width, stride=2),
-                                  Residual(2 * width))  # stride 4
-        self.stage8 = nn.Sequential(ConvBNAct(2 * width, 4 * width, stride=2), Residual(4 * width),
-                                    Residual(4 * width))  # stride 8
-        self.stage16 = nn.Sequential(ConvBNAct(4 * width, 8 * width, stride=2), Residual(8 * width))  # stride 16
-        self.reduce = ConvBNAct(8 * width, 4 * width, kernel_size=1)
-        self.fuse = nn.Sequential(ConvBNAct(8 * width, 4 * width, kernel_size=1), Residual(4 * width))
-        self.out_channels = 4 * width
-        self.stride = 8
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` -> ``(B, 4 * width, H / 8, W / 8)``."""
-        c8 = self.stage8(self.stem(images))  # (B, 4w, H/8, W/8)
-        c16 = self.stage16(c8)  # (B, 8w, H/16, W/16)
-        top_down = F.interpolate(self.reduce(c16), size=c8.shape[-2:], mode="nearest")  # (B, 4w, H/8, W/8)
-        return self.fuse(torch.cat([c8, top_down], dim=1))  # (B, 4w, H/8, W/8)
-
-
-def images_as_batch(images: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-    """Accept a ``(B, 3, H, W)`` tensor or a list of same-size ``(3, H, W)`` tensors (torchvision's forms)."""
-    if isinstance(images, torch.Tensor):
-        if images.dim() != 4:
-            raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}.")
-        return images
-    if len({tuple(image.shape) for image in images}) != 1:
-        raise ValueError("images of one batch must share a size; resize them first.")
-    return torch.stack(list(images))  # (B, 3, H, W)
-
-
-def grid_corners(height: int, width: int, stride: int, like: torch.Tensor) -> torch.Tensor:
-    """``(H * W, 2)`` pixel ``(x, y)`` of the top-left corner of each cell, row by row."""
-    ys = torch.arange(height, device=like.device, dtype=like.dtype) * stride
-    xs = torch.arange(width, device=like.device, dtype=like.dtype) * stride
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # (H, W) each
-    return torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2)  # (H * W, 2)
-
-
-def paired_giou_and_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """GIoU and IoU of ``boxes1[i]`` with ``boxes2[i]`` (the diagonal of ``generalized_box_iou``).
-
-    Training compares each prediction with its own object only, so the full ``(N, N)`` matrix is not
-    needed.
-
-    Args:
-        boxes1: ``(N, 4)`` xyxy boxes (e.g. predictions).
-        boxes2: ``(N, 4)`` xyxy boxes (e.g. their objects).
-
-    Returns:
-        ``giou`` and ``iou``, each ``(N,)``.
-    """
-    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])  # (N,)
-    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])  # (N,)
-    overlap = (torch.min(boxes1[:, 2:], boxes2[:, 2:]) - torch.max(boxes1[:, :2], boxes2[:, :2])).clamp(min=0)
-    intersection = overlap[:, 0] * overlap[:, 1]  # (N,)
-    union = area1 + area2 - intersection  # (N,)
-    iou = intersection / union
-    enclosing = torch.max(boxes1[:, 2:], boxes2[:, 2:]) - torch.min(boxes1[:, :2], boxes2[:, :2])  # (N, 2)
-    enclosing_area = enclosing[:, 0] * enclosing[:, 1]  # (N,)
-    return iou - (enclosing_area - union) / enclosing_area, iou
-
-
 class YOLOMini(nn.Module):
-    """A small one-stage, anchor-based YOLO-style detector with torchvision's interface.
+    """A small one-stage, anchor-free YOLO-style detector with torchvision's interface.
+
+    Every cell of a stride-4 grid predicts one box (four numbers), an objectness logit and one
+    sigmoid logit per class. The box is decoded as a centre offset from the cell's centre and a size,
+
+        centre = cell centre + stride * (t_x, t_y),    size = stride * exp(t_w, t_h),
+
+    the anchor-free parametrisation of YOLOX (Ge et al. 2021). A cell is a positive for an object when
+    its centre lies within ``center_radius`` strides of the object's centre (YOLOX's "centre prior",
+    without its dynamic SimOTA selection); a cell claimed by two objects takes the smaller one.
 
     Args:
         num_classes: classes including the background (torchvision counts it; no output is spent on it).
-        anchors: ``(A, 2)`` anchor widths and heights in pixels.
-        width: backbone width (see ``TinyBackbone``).
-        anchor_ratio_limit: an anchor takes an object when neither side differs by more than this factor.
+        width: backbone width (see ``PyramidBackbone``).
+        center_radius: positives lie within this many strides of an object's centre, on both axes.
+        size_prior: the box size in pixels that the initial head predicts.
         score_threshold: detections scoring below this are dropped at inference.
         nms_threshold: IoU above which ``batched_nms`` removes a lower-scoring box of the same class.
         detections_per_image: most detections returned per image.
         box_weight, objectness_weight, class_weight: weights of the three losses.
     """
 
-    def __init__(self, num_classes: int, anchors: Sequence[Sequence[float]] = ((22, 24), (30, 34), (42, 44)),
-                 width: int = 16, anchor_ratio_limit: float = 2.0, score_threshold: float = 0.01,
-                 nms_threshold: float = 0.5, detections_per_image: int = 100, box_weight: float = 2.0,
-                 objectness_weight: float = 1.0, class_weight: float = 1.0) -> None:
+    def __init__(self, num_classes: int, width: int = 16, center_radius: float = 1.5, size_prior: float = 24.0,
+                 score_threshold: float = 0.01, nms_threshold: float = 0.5, detections_per_image: int = 100,
+                 box_weight: float = 5.0, objectness_weight: float = 1.0, class_weight: float = 1.0,
+                 decoupled: bool = True) -> None:
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes counts the background too, so it must be at least 2, got {num_classes}.")
+        if center_radius < 0.5:
+            raise ValueError(f"center_radius must be at least 0.5 so that an object's own cell qualifies, "
+                             f"got {center_radius}.")
         self.num_classes = num_classes
-        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32))  # (A, 2)
-        self.backbone = TinyBackbone(width)
+        self.backbone = PyramidBackbone(width)
         self.stride = self.backbone.stride
-        self.outputs_per_anchor = 5 + (num_classes - 1)  # box (4), objectness (1), classes (C)
-        self.head = nn.Conv2d(self.backbone.out_channels, len(anchors) * self.outputs_per_anchor, 1)
-        self.anchor_ratio_limit = anchor_ratio_limit
+        channels = self.backbone.out_channels
+        self.decoupled = decoupled
+        if decoupled:  # YOLOX's decoupled head: one branch for the classes, one for box and objectness
+            self.class_tower = ConvBNAct(channels, channels)
+            self.class_head = nn.Conv2d(channels, num_classes - 1, 1)
+            self.tower = ConvBNAct(channels, channels)
+            self.head = nn.Conv2d(channels, 5, 1)
+        else:
+            self.tower = ConvBNAct(channels, channels)
+            self.head = nn.Conv2d(channels, 5 + (num_classes - 1), 1)  # box (4), objectness (1), classes (C)
+        self.center_radius = center_radius
         self.score_threshold, self.nms_threshold = score_threshold, nms_threshold
         self.detections_per_image = detections_per_image
         self.box_weight, self.objectness_weight, self.class_weight = box_weight, objectness_weight, class_weight
-        with torch.no_grad():  # start with few objects predicted: objectness prior of about 1 %
-            bias = self.head.bias.unflatten(0, (len(anchors), self.outputs_per_anchor))  # (A, 5 + C) view
-            bias[:, 4] = -4.6
-            bias[:, 5:] = -2.0
+        with torch.no_grad():
+            self.head.bias.zero_()
+            self.head.bias[2:4] = math.log(size_prior / self.stride)  # initial boxes of size_prior pixels
+            self.head.bias[4] = -4.6  # objectness prior of about 1 %
+            if decoupled:
+                self.class_head.bias.fill_(-2.0)
+            else:
+                self.head.bias[5:] = -2.0
 
-    def decode(self, raw: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
-        """Raw box outputs ``(B, H*W, A, 4)`` -> xyxy pixel boxes of the same shape.
+    def raw_outputs(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> ``(B, H/4 * W/4, 5 + C)``: per cell ``(t_x, t_y, t_w, t_h, objectness, classes)``."""
+        features = self.backbone(images)  # (B, c, H/4, W/4)
+        output = self.head(self.tower(features))  # (B, 5 or 5 + C, H/4, W/4)
+        if self.decoupled:
+            output = torch.cat([output, self.class_head(self.class_tower(features))], dim=1)  # (B, 5 + C, ., .)
+        return output.flatten(2).transpose(1, 2)
 
-        Centre: ``corner + (2 sigmoid(t_xy) - 0.5) * stride``, from half a cell before the cell to half a
-        cell after it; size: ``anchor * (2 sigmoid(t_wh))^2``, at most four times the anchor.
-
-        Args:
-            raw: ``(B, H*W, A, 4)`` network outputs ``(t_x, t_y, t_w, t_h)``.
-            corners: ``(H*W, 2)`` pixel ``(x, y)`` of each cell's top-left corner.
-        """
-        centre = corners[None, :, None, :] + (2 * raw[..., :2].sigmoid() - 0.5) * self.stride  # (B, HW, A, 2)
-        size = self.anchors * (2 * raw[..., 2:4].sigmoid()).square()  # (B, HW, A, 2)
-        return torch.cat([centre - size / 2, centre + size / 2], dim=-1)  # (B, HW, A, 4)
+    def decode(self, raw: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        """Raw box outputs ``(B, L, 4)`` and cell centres ``(L, 2)`` -> ``(B, L, 4)`` xyxy pixel boxes."""
+        centre = centres + raw[..., :2] * self.stride  # (B, L, 2)
+        size = raw[..., 2:4].clamp(max=8.0).exp() * self.stride  # (B, L, 2)
+        return torch.cat([centre - size / 2, centre + size / 2], dim=-1)
 
     def forward(self, images: torch.Tensor | Sequence[torch.Tensor],
                 targets: Sequence[Target] | None = None) -> dict[str, torch.Tensor] | list[Target]:
         """Losses in training mode (``targets`` required), detections in eval mode."""
         images = images_as_batch(images)
-        features = self.backbone(images)  # (B, c, h, w)
-        _, _, height, width = features.shape
-        output = self.head(features).flatten(2).transpose(1, 2)  # (B, h*w, A * (5 + C))
-        output = output.unflatten(-1, (len(self.anchors), self.outputs_per_anchor))  # (B, h*w, A, 5 + C)
-        corners = grid_corners(height, width, self.stride, output)  # (h*w, 2)
-        boxes = self.decode(output[..., :4], corners)  # (B, h*w, A, 4)
+        output = self.raw_outputs(images)  # (B, L, 5 + C)
+        height, width = images.shape[-2] // self.stride, images.shape[-1] // self.stride
+        centres = grid_corners(height, width, self.stride, output) + self.stride / 2  # (L, 2)
+        boxes = self.decode(output[..., :4], centres)  # (B, L, 4)
         if self.training:
             if targets is None:
                 raise ValueError("in training mode the model needs targets; call model.eval() for detections.")
-            return self.compute_loss(output, boxes, targets, (height, width))
+            return self.compute_loss(output, boxes, targets, centres)
         return self.postprocess(output, boxes, images.shape[-2:])
 
-    def assign(self, targets: Sequence[Target], grid_shape: tuple[int, int]) -> tuple[torch.Tensor, ...]:
-        """The positive (image, cell, anchor) triples of a batch and the object each one learns.
+    def assign(self, targets: Sequence[Target], centres: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The positive (image, cell) pairs of a batch and the object each one learns.
 
-        An object goes to its centre cell and to the two neighbouring cells (one left or right, one up
-        or down) whose sides are closest to its centre, for every anchor whose width and height are
-        within ``anchor_ratio_limit`` of the object's (the best anchor always qualifies). A triple
-        claimed by two objects keeps the smaller one.
+        Args:
+            targets: one target dict per image.
+            centres: ``(L, 2)`` pixel centres of the cells.
 
         Returns:
-            ``image``, ``cell`` (flat index ``row * W + column``), ``anchor``, each ``(P,)`` int64, and
-            the object's ``boxes`` ``(P, 4)`` and ``labels`` ``(P,)``.
+            ``image`` and ``cell`` (flat index ``row * W + column``), each ``(P,)`` int64, and the object's
+            ``boxes`` ``(P, 4)`` and ``labels`` ``(P,)``.
         """
-        height, width = grid_shape
-        boxes = torch.cat([target["boxes"] for target in targets])  # (N, 4) all objects of the batch
-        labels = torch.cat([target["labels"] for target in targets])  # (N,)
-        image = torch.cat([torch.full((len(target["labels"]),), b, dtype=torch.int64)
-                           for b, target in enumerate(targets)]).to(boxes.device)  # (N,)
-        num_anchors = len(self.anchors)
-        sizes = boxes[:, 2:] - boxes[:, :2]  # (N, 2)
-        ratio = sizes[:, None, :] / self.anchors[None, :, :]  # (N, A, 2)
-        worst = torch.max(ratio, 1 / ratio).amax(dim=-1)  # (N, A) the worse of the two sides
-        fits = (worst < self.anchor_ratio_limit) | (worst == worst.amin(dim=1, keepdim=True))  # (N, A)
-        centre = (boxes[:, :2] + boxes[:, 2:]) / 2 / self.stride  # (N, 2) in cells
-        cell_xy = centre.floor().long()  # (N, 2)
-        step = torch.where(centre - cell_xy < 0.5, -1, 1)  # (N, 2) towards the nearer side
-        zero = torch.zeros_like(step[:, 0])
-        offsets = torch.stack([torch.stack([zero, zero], 1), torch.stack([step[:, 0], zero], 1),
-                               torch.stack([zero, step[:, 1]], 1)], dim=1)  # (N, 3, 2)
-        candidate_xy = cell_xy[:, None, :] + offsets  # (N, 3, 2)
-        inside = ((candidate_xy[..., 0] >= 0) & (candidate_xy[..., 0] < width)
-                  & (candidate_xy[..., 1] >= 0) & (candidate_xy[..., 1] < height))  # (N, 3)
-        valid = inside[:, :, None] & fits[:, None, :]  # (N, 3, A)
-        obj, which, anchor = torch.nonzero(valid, as_tuple=True)  # (Q,) candidates
-        cell = candidate_xy[obj, which, 1] * width + candidate_xy[obj, which, 0]  # (Q,)
-        slot = (image[obj] * height * width + cell) * num_anchors + anchor  # (Q,) one id per (b, cell, a)
-        # Smallest object first, then group by slot: the first candidate of each slot wins.
-        order = sizes[obj].prod(dim=1).argsort(stable=True)
-        order = order[slot[order].argsort(stable=True)]
-        slot_sorted = slot[order]
-        first = torch.ones_like(slot_sorted, dtype=torch.bool)
-        first[1:] = slot_sorted[1:] != slot_sorted[:-1]
-        keep = order[first]  # (P,)
-        obj = obj[keep]
-        return image[obj], cell[keep], anchor[keep], boxes[obj], labels[obj]
+        images, cells, boxes, labels = [], [], [], []
+        for b, target in enumerate(targets):
+            object_boxes = target["boxes"]  # (K, 4)
+            if object_boxes.shape[0] == 0:
+                continue
+            object_centres = (object_boxes[:, :2] + object_boxes[:, 2:]) / 2  # (K, 2)
+            distance = (centres[:, None, :] - object_centres[None]).abs().amax(dim=-1)  # (L, K) in pixels
+            area = (object_boxes[:, 2:] - object_boxes[:, :2]).prod(dim=-1)  # (K,)
+            candidate_area = torch.where(distance <= self.center_radius * self.stride, area[None], torch.inf)
+            smallest, matched = candidate_area.min(dim=1)  # (L,) each: the smallest candidate object wins
+            cell = torch.nonzero(torch.isfinite(smallest)).flatten()  # (P_b,)
+            images.append(torch.full_like(cell, b))
+            cells.append(cell)
+            boxes.append(object_boxes[matched[cell]])
+            labels.append(target["labels"][matched[cell]])
+        if not cells:
+            empty = torch.zeros(0, dtype=torch.int64, device=centres.device)
+            return empty, empty, centres.new_zeros(0, 4), empty
+        return torch.cat(images), torch.cat(cells), torch.cat(boxes), torch.cat(labels)
 
     def compute_loss(self, output: torch.Tensor, boxes: torch.Tensor, targets: Sequence[Target],
-                     grid_shape: tuple[int, int]) -> dict[str, torch.Tensor]:
+                     centres: torch.Tensor) -> dict[str, torch.Tensor]:
         """GIoU box loss and class BCE on positives; objectness BCE everywhere (target: IoU on positives).
 
         Each sum is divided by the number of positives in the batch.
         """
-        image, cell, anchor, matched_boxes, matched_labels = self.assign(targets, grid_shape)
+        image, cell, matched_boxes, matched_labels = self.assign(targets, centres)
         positives = max(len(image), 1)
-        predicted = boxes[image, cell, anchor]  # (P, 4)
-        giou, iou = paired_giou_and_iou(predicted, matched_boxes)  # (P,) each
-        objectness_target = torch.zeros_like(output[..., 4])  # (B, HW, A)
-        objectness_target[image, cell, anchor] = iou.detach().clamp(min=0)
+        giou, iou = paired_giou_and_iou(boxes[image, cell], matched_boxes)  # (P,) each
+        objectness_target = torch.zeros_like(output[..., 4])  # (B, L)
+        objectness_target[image, cell] = iou.detach().clamp(min=0)
         one_hot = F.one_hot(matched_labels - 1, self.num_classes - 1).to(output)  # (P, C)
         box_loss = (1 - giou).sum() / positives
-        class_loss = F.binary_cross_entropy_with_logits(output[image, cell, anchor, 5:], one_hot,
-                                                        reduction="sum") / positives
+        class_loss = F.binary_cross_entropy_with_logits(output[image, cell, 5:], one_hot, reduction="sum") / positives
         objectness_loss = F.binary_cross_entropy_with_logits(output[..., 4], objectness_target,
                                                              reduction="sum") / positives
         return {"loss_box": self.box_weight * box_loss,
@@ -386,15 +303,15 @@ class YOLOMini(nn.Module):
         height, width = image_size
         boxes = torch.stack([boxes[..., 0].clamp(0, width), boxes[..., 1].clamp(0, height),
                              boxes[..., 2].clamp(0, width), boxes[..., 3].clamp(0, height)], dim=-1)  # inside
-        scores = output[..., 4:5].sigmoid() * output[..., 5:].sigmoid()  # (B, HW, A, C)
+        scores = output[..., 4:5].sigmoid() * output[..., 5:].sigmoid()  # (B, L, C)
+        num_object_classes = self.num_classes - 1
         detections = []
         for b in range(output.shape[0]):
-            flat_scores = scores[b].flatten()  # (HW * A * C,)
+            flat_scores = scores[b].flatten()  # (L * C,)
             keep = torch.nonzero(flat_scores > self.score_threshold).flatten()
             keep = keep[flat_scores[keep].argsort(descending=True, stable=True)[:1000]]
-            box_index = keep // (self.num_classes - 1)  # index into the (HW * A) boxes
-            labels = keep % (self.num_classes - 1) + 1  # (D,) in 1..C
-            image_boxes = boxes[b].reshape(-1, 4)[box_index]  # (D, 4)
+            image_boxes = boxes[b][keep // num_object_classes]  # (D, 4)
+            labels = keep % num_object_classes + 1  # (D,) in 1..C
             image_scores = flat_scores[keep]  # (D,)
             kept = batched_nms(image_boxes, image_scores, labels, self.nms_threshold)[:self.detections_per_image]
             detections.append({"boxes": image_boxes[kept], "scores": image_scores[kept], "labels": labels[kept]})
@@ -402,7 +319,7 @@ class YOLOMini(nn.Module):
 
 
 def yolo_mini(num_classes: int = 6, **kwargs) -> YOLOMini:
-    """The small YOLO-style detector used in the book (about 266,000 parameters at ``width=16``).
+    """The small YOLO-style detector used in the book.
 
     Args:
         num_classes: classes including the background (``FashionScenes(classes="distinct")`` has 6).

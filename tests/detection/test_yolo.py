@@ -1,5 +1,7 @@
 """Tests for companion/detection/yolo.py: YOLO v1's targets and loss, and the yolo_mini detector."""
 
+import math
+
 import pytest
 import torch
 
@@ -91,23 +93,42 @@ def test_paired_giou_is_the_diagonal_of_the_pairwise_matrices():
     torch.testing.assert_close(iou, box_iou(boxes1, boxes2).diagonal())
 
 
-def test_yolo_mini_assigns_the_centre_cell_and_its_two_nearest_neighbours():
-    model = yolo_mini(num_classes=3, anchors=((16, 16), (32, 32), (64, 64)), anchor_ratio_limit=1.5)
-    # centre (20, 30) at stride 8: cell (column 2, row 3), inside it at (0.5, 0.75): neighbours right and below
-    target = {"boxes": torch.tensor([[12.0, 22.0, 28.0, 38.0]]), "labels": torch.tensor([2])}
-    image, cell, anchor, boxes, labels = model.assign([target], (12, 12))
-    assert sorted(cell.tolist()) == sorted([3 * 12 + 2, 3 * 12 + 3, 4 * 12 + 2])
-    assert anchor.tolist() == [0, 0, 0] and image.tolist() == [0, 0, 0]  # only the 16 x 16 anchor fits
-    assert labels.tolist() == [2, 2, 2] and torch.equal(boxes, target["boxes"].expand(3, 4))
+def test_yolo_mini_assigns_the_cells_near_the_object_centre():
+    model = yolo_mini(num_classes=3, center_radius=1.0)  # stride 4: cell centres at 2, 6, 10, ...
+    # centre (21, 31): cell centres within 4 px on both axes are x in {18, 22}, y in {30, 34}
+    target = {"boxes": torch.tensor([[11.0, 21.0, 31.0, 41.0]]), "labels": torch.tensor([2])}
+    centres = torch.tensor([[2.0 + 4 * column, 2.0 + 4 * row] for row in range(24) for column in range(24)])
+    image, cell, boxes, labels = model.assign([target], centres)
+    assert sorted(cell.tolist()) == sorted([7 * 24 + 4, 7 * 24 + 5, 8 * 24 + 4, 8 * 24 + 5])
+    assert image.tolist() == [0] * 4 and labels.tolist() == [2] * 4
+    assert torch.equal(boxes, target["boxes"].expand(4, 4))
+    # the default radius 1.5 (6 px) takes a 3 x 3 block for a centre on a cell centre
+    target = {"boxes": torch.tensor([[8.0, 8.0, 28.0, 28.0]]), "labels": torch.tensor([1])}  # centre (18, 18)
+    _, cell, _, _ = yolo_mini(num_classes=3).assign([target], centres)
+    assert sorted(cell.tolist()) == sorted([row * 24 + column for row in (3, 4, 5) for column in (3, 4, 5)])
+    with pytest.raises(ValueError, match="center_radius"):
+        yolo_mini(num_classes=3, center_radius=0.4)
 
 
-def test_yolo_mini_gives_a_shared_cell_to_the_smaller_object():
-    model = yolo_mini(num_classes=3, anchors=((24, 24),), anchor_ratio_limit=4.0)
-    big = torch.tensor([[0.0, 0.0, 40.0, 40.0]])  # centre (20, 20): cell (2, 2)
-    small = torch.tensor([[14.0, 14.0, 26.0, 26.0]])  # centre (20, 20) too
+def test_yolo_mini_gives_a_shared_cell_to_the_smaller_object_and_skips_empty_images():
+    model = yolo_mini(num_classes=3)
+    big = torch.tensor([[0.0, 0.0, 36.0, 36.0]])  # centre (18, 18)
+    small = torch.tensor([[13.0, 13.0, 23.0, 23.0]])  # centre (18, 18) too: the same 3 x 3 block of cells
     target = {"boxes": torch.cat([big, small]), "labels": torch.tensor([1, 2])}
-    _, cell, _, _, labels = model.assign([target], (12, 12))
-    assert labels.tolist() == [2, 2, 2] and len(set(cell.tolist())) == 3
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    centres = torch.tensor([[2.0 + 4 * column, 2.0 + 4 * row] for row in range(24) for column in range(24)])
+    image, cell, _, labels = model.assign([empty, target], centres)
+    assert labels.tolist() == [2] * 9 and len(set(cell.tolist())) == 9 and image.tolist() == [1] * 9
+    image, cell, boxes, labels = model.assign([empty], centres)
+    assert image.numel() == 0 and boxes.shape == (0, 4)
+
+
+def test_yolo_mini_decodes_centre_offsets_and_sizes():
+    model = yolo_mini(num_classes=3)
+    raw = torch.tensor([[[0.5, -0.25, 0.0, math.log(2.0)]]])  # (1, 1, 4)
+    boxes = model.decode(raw, torch.tensor([[10.0, 20.0]]))
+    # centre (10 + 2, 20 - 1), size (4, 8)
+    torch.testing.assert_close(boxes, torch.tensor([[[10.0, 15.0, 14.0, 23.0]]]))
 
 
 def _scenes(seed: int = 0):
@@ -156,7 +177,7 @@ def test_yolo_mini_overfits_two_images():
     images, targets = _scenes()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     totals = []
-    for _ in range(15):
+    for _ in range(30):
         total = sum(model(images, targets).values())
         optimizer.zero_grad()
         total.backward()
@@ -170,6 +191,7 @@ def test_yolo_mini_channels_last_gives_the_same_outputs():
     model = yolo_mini(num_classes=3, width=8).eval()
     images, _ = _scenes()
     with torch.no_grad():
-        contiguous = model.head(model.backbone(images))
-        channels_last = model.head(model.backbone(images.to(memory_format=torch.channels_last)))
+        contiguous = model.raw_outputs(images)
+        channels_last = model.to(memory_format=torch.channels_last).raw_outputs(
+            images.to(memory_format=torch.channels_last))
     torch.testing.assert_close(channels_last, contiguous, rtol=1e-4, atol=1e-5)

@@ -24,7 +24,8 @@ offsets that move the default box onto the object. One forward pass gives all th
   ``topk_candidates`` best, decode; per-class NMS (``batched_nms``); keep ``detections_per_img``.
 
 The loss and the post-processing follow torchvision's ``models.detection.ssd.SSD`` step by step; the
-backbone is our own small one (the paper truncates VGG-16 and adds extra convolution layers).
+backbone is our own small one (the paper truncates VGG-16 and adds extra convolution layers), with an
+optional top-down path into its finest map (as in DSSD and FPN; see ``SSDBackbone``).
 
 Taught in: book/03_detection/06_ssd.ipynb.
 """
@@ -128,11 +129,14 @@ def hard_negative_mining(loss: torch.Tensor, labels: torch.Tensor, neg_pos_ratio
     if loss.shape != labels.shape or loss.dim() != 2:
         raise ValueError(f"loss and labels must both be (B, N), got {tuple(loss.shape)} and {tuple(labels.shape)}.")
     positive = labels > 0  # (B, N)
-    num_negative = neg_pos_ratio * positive.sum(dim=1, keepdim=True)  # (B, 1)
+    num_negative = (neg_pos_ratio * positive.sum(dim=1, keepdim=True)).long().clamp(max=labels.shape[1])  # (B, 1)
     negative_loss = loss.detach().masked_fill(positive, -math.inf)  # (B, N) positives sort last
-    order = negative_loss.argsort(dim=1, descending=True)  # (B, N) hardest negatives first
-    rank = order.argsort(dim=1)  # (B, N) each box's place in that order
-    return (rank < num_negative) & ~positive  # (B, N)
+    k = int(num_negative.max())  # only the k hardest per image can be chosen: topk, not a full sort
+    hardest = negative_loss.topk(k, dim=1).indices  # (B, k) hardest negatives first
+    chosen = torch.arange(k, device=loss.device) < num_negative  # (B, k) the first num_negative of each row
+    selected = torch.zeros_like(positive)  # (B, N)
+    selected.scatter_(1, hardest, chosen)
+    return selected & ~positive  # (B, N)
 
 
 def multibox_loss(cls_logits: torch.Tensor, bbox_regression: torch.Tensor, cls_targets: torch.Tensor,
@@ -168,34 +172,47 @@ def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Seq
 
 
 class SSDBackbone(nn.Module):
-    """A compact VGG-like backbone returning one feature map per stage (strides 8, 16, 32, ...).
+    """A compact backbone returning feature maps at strides 4, 8, 16 (and more with more stages).
 
-    The stem halves the resolution three times (to stride 8); each further stage halves it once more,
-    like the extra layers SSD appends to its truncated VGG-16.
+    The stem halves the resolution twice (to stride 4); each further stage halves it once more, like
+    the extra layers SSD appends to its truncated VGG-16. Our objects are small (the visible parts of
+    the occluded ones down to a few pixels), and a stride-4 map taken straight from the stem sees
+    little context, so ``top_down=True`` adds a light top-down path as in the later SSD variant DSSD
+    (Fu et al. 2017, with deconvolutions) and in FPN (Lin et al. 2017): the stride-8 map, projected by a
+    1x1 convolution and upsampled (nearest), is added to the stride-4 map, followed by a 3x3
+    convolution. The original SSD predicts from each map as the forward pass produced it.
 
     Args:
-        stem_channels: output channels of the stem's convolutions (stride 2, 2, 1, 2, 1).
-        stage_channels: channels of each feature map; the first is the stride-8 map.
+        channels: ``(c_stem, c_4, c_8, c_16, ...)``: the stem's first convolution, then each feature
+            map's channels, finest (stride 4) first.
+        top_down: whether to add the stride-8 map into the stride-4 map.
     """
 
-    def __init__(self, stem_channels: Sequence[int] = (16, 32, 32, 64),
-                 stage_channels: Sequence[int] = (64, 96, 128)) -> None:
+    def __init__(self, channels: Sequence[int] = (16, 32, 64, 96), top_down: bool = True) -> None:
         super().__init__()
-        c1, c2, c3, c4 = stem_channels
-        self.stem = nn.Sequential(conv_bn_relu(3, c1, 2), conv_bn_relu(c1, c2, 2), conv_bn_relu(c2, c3),
-                                  conv_bn_relu(c3, c4, 2))  # (B, c4, H/8, W/8)
-        stages = [conv_bn_relu(c4, stage_channels[0])]
-        for previous, channels in itertools.pairwise(stage_channels):
-            stages.append(nn.Sequential(conv_bn_relu(previous, channels, 2), conv_bn_relu(channels, channels)))
-        self.stages = nn.ModuleList(stages)
-        self.out_channels = list(stage_channels)
+        if len(channels) < 3:
+            raise ValueError(f"channels needs the stem's width and at least two feature maps, got {channels}.")
+        stem, first, *rest = channels
+        self.stem = nn.Sequential(conv_bn_relu(3, stem, 2), conv_bn_relu(stem, first, 2),
+                                  conv_bn_relu(first, first))  # (B, c_4, H/4, W/4)
+        self.stages = nn.ModuleList(
+            nn.Sequential(conv_bn_relu(previous, channels, 2), conv_bn_relu(channels, channels))
+            for previous, channels in itertools.pairwise([first, *rest]))
+        self.top_down = top_down
+        if top_down:
+            self.lateral = nn.Conv2d(rest[0], first, 1)
+            self.smooth = conv_bn_relu(first, first)
+        self.out_channels = [first, *rest]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)  # (B, c4, H/8, W/8)
-        features = []
+        x = self.stem(x)  # (B, c_4, H/4, W/4)
+        features = [x]
         for stage in self.stages:
-            x = stage(x)  # (B, C_k, H/2^(k+3), W/2^(k+3))
+            x = stage(x)  # (B, C_k, H/2^(k+2), W/2^(k+2))
             features.append(x)
+        if self.top_down:
+            coarse = F.interpolate(self.lateral(features[1]), size=features[0].shape[-2:], mode="nearest")
+            features[0] = self.smooth(features[0] + coarse)  # (B, c_4, H/4, W/4)
         return features
 
 
@@ -376,17 +393,19 @@ class SSD(nn.Module):
         return self.postprocess(cls_logits, bbox_regression, anchors, tuple(images.shape[-2:]))
 
 
-def ssd_mini(num_classes: int = 6, s_min: float = 0.2, s_max: float = 0.5,
-             aspect_ratios: Sequence[Sequence[float]] = ((2.0, 3.0),) * 3, **kwargs) -> SSD:
-    """The small SSD of the notebook: three maps (strides 8, 16, 32: 12, 6 and 3 cells on 96x96 inputs).
+def ssd_mini(num_classes: int = 6, s_min: float = 0.15, s_max: float = 0.5,
+             aspect_ratios: Sequence[Sequence[float]] = ((2.0, 3.0),) * 3, top_down: bool = True,
+             **kwargs) -> SSD:
+    """The small SSD of the notebook: three maps (strides 4, 8, 16: 24, 12 and 6 cells on 96x96 inputs).
 
     Args:
         num_classes: object classes plus the background.
-        s_min: default box scale of the stride-8 map (a fraction of the image side).
-        s_max: default box scale of the stride-32 map.
+        s_min: default box scale of the stride-4 map (a fraction of the image side).
+        s_max: default box scale of the stride-16 map.
         aspect_ratios: per map, the ratios above one.
+        top_down: whether the backbone adds the stride-8 map into the stride-4 map (``SSDBackbone``).
         **kwargs: passed on to ``SSD`` (thresholds, ``detections_per_img``, ...).
     """
-    backbone = SSDBackbone()
+    backbone = SSDBackbone(top_down=top_down)
     scales = default_box_scales(len(backbone.out_channels), s_min, s_max)
     return SSD(backbone, num_classes, scales, aspect_ratios, **kwargs)

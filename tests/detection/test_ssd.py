@@ -11,10 +11,16 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.ssd import SSD as TorchvisionSSD
 
 from companion.detection.matcher import match_anchors
-from companion.detection.ssd import (default_box_scales, default_boxes, hard_negative_mining, multibox_loss,
-                                     ssd_mini)
+from companion.detection.ssd import (
+    SSDBackbone,
+    default_box_scales,
+    default_boxes,
+    hard_negative_mining,
+    multibox_loss,
+    ssd_mini,
+)
 
-FEATURE_SIZES = [(12, 12), (6, 6), (3, 3)]
+FEATURE_SIZES = [(24, 24), (12, 12), (6, 6)]
 
 
 def _scene_batch(batch: int = 4, seed: int = 0) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
@@ -43,18 +49,18 @@ def test_default_box_count_and_geometry():
     scales = default_box_scales(3, 0.2, 0.5)
     ratios = [(2.0, 3.0), (2.0,), ()]
     boxes = default_boxes(FEATURE_SIZES, (96, 96), scales, ratios)
-    assert boxes.shape == (144 * 6 + 36 * 4 + 9 * 2, 4)
+    assert boxes.shape == (576 * 6 + 144 * 4 + 36 * 2, 4)
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    # The six boxes of the first position of the 12x12 map: centre (4, 4), the middle of an 8-pixel cell.
-    assert torch.allclose(centres[:6], torch.tensor([4.0, 4.0]).expand(6, 2))
+    # The six boxes of the first position of the 24x24 map: centre (2, 2), the middle of a 4-pixel cell.
+    assert torch.allclose(centres[:6], torch.tensor([2.0, 2.0]).expand(6, 2))
     s1, s_extra = 0.2 * 96, math.sqrt(0.2 * 0.35) * 96
     expected_w = [s1, s_extra, s1 * 2 ** 0.5, s1 / 2 ** 0.5, s1 * 3 ** 0.5, s1 / 3 ** 0.5]
     expected_h = [s1, s_extra, s1 / 2 ** 0.5, s1 * 2 ** 0.5, s1 / 3 ** 0.5, s1 * 3 ** 0.5]
     assert torch.allclose(widths[:6], torch.tensor(expected_w), atol=1e-4)
     assert torch.allclose(heights[:6], torch.tensor(expected_h), atol=1e-4)
-    # Every box of ratio r has area s_k^2; the last map's boxes are centred on its 32-pixel cells.
-    assert torch.allclose(centres[-2:], torch.tensor([[80.0, 80.0], [80.0, 80.0]]))
+    # Every box of ratio r has area s_k^2; the last map's boxes are centred on its 16-pixel cells.
+    assert torch.allclose(centres[-2:], torch.tensor([[88.0, 88.0], [88.0, 88.0]]))
     assert torch.allclose(widths[-2:], torch.tensor([0.5 * 96, math.sqrt(0.5 * 0.65) * 96]), atol=1e-4)
 
 
@@ -228,3 +234,22 @@ def test_bad_input():
         ssd_mini(num_classes=1)
     with pytest.raises(ValueError, match="background_prior"):
         ssd_mini(background_prior=1.0)
+
+
+def test_backbone_maps_and_top_down_path():
+    images = torch.rand(2, 3, 96, 96)
+    backbone = SSDBackbone().eval()
+    features = backbone(images)
+    assert [tuple(f.shape) for f in features] == [(2, 32, 24, 24), (2, 64, 12, 12), (2, 96, 6, 6)]
+    assert backbone.out_channels == [32, 64, 96]
+    # The top-down path makes the stride-4 map depend on the stride-8 stage; without it, it does not.
+    with torch.no_grad():
+        backbone.stages[0][1][0].weight.add_(1.0)
+        assert not torch.allclose(backbone(images)[0], features[0])
+    plain = SSDBackbone(top_down=False).eval()
+    before = plain(images)[0]
+    with torch.no_grad():
+        plain.stages[0][1][0].weight.add_(1.0)
+        torch.testing.assert_close(plain(images)[0], before)
+    with pytest.raises(ValueError, match="channels"):
+        SSDBackbone(channels=(16, 32))

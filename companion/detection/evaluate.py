@@ -153,14 +153,27 @@ def average_precision(recall: torch.Tensor, precision: torch.Tensor, method: str
 # Input checks and per-image matching
 
 
-def _check_inputs(predictions: Sequence[dict], targets: Sequence[dict]) -> None:
+def _check_boxes_count(boxes, name: str) -> int:
+    check_boxes(boxes, name)
+    return boxes.shape[0]
+
+
+def check_detection_dicts(predictions: Sequence[dict], targets: Sequence[dict], region_key: str = "boxes",
+                          check_region: Callable[[object, str], int] = _check_boxes_count,
+                          region_name: str = "box") -> None:
+    """Raise a ``ValueError`` naming the argument unless predictions and targets are well formed.
+
+    Each list holds one dict per image: predictions with ``region_key``, ``scores`` and ``labels``,
+    targets with ``region_key`` and ``labels``. ``check_region(value, name)`` validates the regions
+    (boxes here, masks in ``companion.segmentation.mask_ap``) and returns how many there are.
+    """
     if not isinstance(predictions, (list, tuple)) or not isinstance(targets, (list, tuple)):
         raise ValueError("predictions and targets must be lists with one dict per image.")
     if len(predictions) != len(targets):
         raise ValueError(f"predictions has {len(predictions)} images but targets has {len(targets)}; "
                          f"pass one prediction dict and one target dict per image, in the same order.")
-    for argument, items, keys in (("predictions", predictions, ("boxes", "scores", "labels")),
-                                  ("targets", targets, ("boxes", "labels"))):
+    for argument, items, keys in (("predictions", predictions, (region_key, "scores", "labels")),
+                                  ("targets", targets, (region_key, "labels"))):
         for index, item in enumerate(items):
             where = f"{argument}[{index}]"
             if not isinstance(item, dict):
@@ -168,14 +181,13 @@ def _check_inputs(predictions: Sequence[dict], targets: Sequence[dict]) -> None:
             missing = [key for key in keys if key not in item]
             if missing:
                 raise ValueError(f"{where} is missing {missing}; each dict needs {keys}.")
-            check_boxes(item["boxes"], f"{where}['boxes']")
-            count = item["boxes"].shape[0]
+            count = check_region(item[region_key], f"{where}['{region_key}']")
             for key in keys[1:]:
                 value = item[key]
                 if not isinstance(value, torch.Tensor) or value.shape != (count,):
                     shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                    raise ValueError(f"{where}['{key}'] must be a tensor of shape ({count},), one per box; "
-                                     f"got {shape}.")
+                    raise ValueError(f"{where}['{key}'] must be a tensor of shape ({count},), one per "
+                                     f"{region_name}; got {shape}.")
             if item["labels"].is_floating_point() or item["labels"].dtype == torch.bool:
                 raise ValueError(f"{where}['labels'] must be an integer tensor, got {item['labels'].dtype}; "
                                  f"use .long().")
@@ -312,7 +324,7 @@ def precision_recall_curve(predictions: Sequence[dict], targets: Sequence[dict],
         ``(precision, recall, scores)``, each ``(D,)`` float64, one entry per detection of the class
         ranked by decreasing score. Empty tensors when the class has no detections.
     """
-    _check_inputs(predictions, targets)
+    check_detection_dicts(predictions, targets)
     predictions, targets = _to_cpu(predictions, targets)
     records = [_evaluate_image(boxes, scores, gt, [iou_threshold], [COCO_AREA_RANGES["all"]], max_detections)[0]
                for boxes, scores, gt in _per_image_class(predictions, targets, label)]
@@ -344,7 +356,7 @@ def mean_average_precision(predictions: Sequence[dict], targets: Sequence[dict],
         ``"map_per_class"``, a dict label -> AP averaged over the thresholds. ``-1`` where
         no ground truth exists (e.g. ``map_small`` without small objects; a class only predicted).
     """
-    _check_inputs(predictions, targets)
+    check_detection_dicts(predictions, targets)
     predictions, targets = _to_cpu(predictions, targets)
     return coco_evaluate(predictions, targets, iou_thresholds, max_detections)
 

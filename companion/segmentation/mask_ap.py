@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from companion.detection.evaluate import coco_evaluate
+from companion.detection.evaluate import check_detection_dicts, coco_evaluate
 
 
 def _check_mask_stack(masks: torch.Tensor, name: str) -> None:
@@ -96,38 +96,16 @@ def _binary_masks(masks: torch.Tensor, name: str, mask_threshold: float) -> torc
 
 def _check_and_convert(predictions: Sequence[dict], targets: Sequence[dict],
                        mask_threshold: float) -> tuple[list[dict], list[dict]]:
-    if not isinstance(predictions, (list, tuple)) or not isinstance(targets, (list, tuple)):
-        raise ValueError("predictions and targets must be lists with one dict per image.")
-    if len(predictions) != len(targets):
-        raise ValueError(f"predictions has {len(predictions)} images but targets has {len(targets)}; "
-                         f"pass one prediction dict and one target dict per image, in the same order.")
+    def mask_count(masks, name: str) -> int:
+        return _binary_masks(masks, name, mask_threshold).shape[0]
+
+    check_detection_dicts(predictions, targets, "masks", mask_count, region_name="mask")
     converted: dict[str, list[dict]] = {"predictions": [], "targets": []}
-    for argument, items, keys in (("predictions", predictions, ("masks", "scores", "labels")),
-                                  ("targets", targets, ("masks", "labels"))):
+    for argument, items in (("predictions", predictions), ("targets", targets)):
         for index, item in enumerate(items):
-            where = f"{argument}[{index}]"
-            if not isinstance(item, dict):
-                raise ValueError(f"{where} must be a dict with keys {keys}, got {type(item).__name__}.")
-            missing = [key for key in keys if key not in item]
-            if missing:
-                raise ValueError(f"{where} is missing {missing}; each dict needs {keys}.")
-            masks = _binary_masks(item["masks"], f"{where}['masks']", mask_threshold)
-            count = masks.shape[0]
-            for key in keys[1:]:
-                value = item[key]
-                if not isinstance(value, torch.Tensor) or value.shape != (count,):
-                    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                    raise ValueError(f"{where}['{key}'] must be a tensor of shape ({count},), one per mask; "
-                                     f"got {shape}.")
-            if item["labels"].is_floating_point() or item["labels"].dtype == torch.bool:
-                raise ValueError(f"{where}['labels'] must be an integer tensor, got {item['labels'].dtype}; "
-                                 f"use .long().")
-            record = {"masks": masks, "labels": item["labels"].detach().cpu().long()}
-            if "scores" in keys:
-                if not item["scores"].is_floating_point():
-                    raise ValueError(f"{where}['scores'] must be a float tensor; use .float().")
-                if torch.isnan(item["scores"]).any():
-                    raise ValueError(f"{where}['scores'] contains NaN; drop those detections first.")
+            record = {"masks": _binary_masks(item["masks"], f"{argument}[{index}]['masks']", mask_threshold),
+                      "labels": item["labels"].detach().cpu().long()}
+            if argument == "predictions":  # checked above: predictions carry scores
                 record["scores"] = item["scores"].detach().cpu().double()
             converted[argument].append(record)
     for index, (prediction, target) in enumerate(zip(converted["predictions"], converted["targets"])):

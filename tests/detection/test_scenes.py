@@ -86,18 +86,39 @@ def test_getitems_batches_images_and_targets(scenes):
     assert torch.equal(targets[2]["boxes"], scenes.target(5)["boxes"])
 
 
-def test_render_scene_keeps_earlier_items_half_visible():
+def test_render_scene_keeps_earlier_items_mostly_visible():
     rng = np.random.default_rng(0)
     blob = torch.zeros(28, 28)
     blob[4:24, 4:24] = 1.0  # a square item: its full mask is known
-    for _ in range(10):
-        image, instance_map, placed = render_scene([blob] * 4, rng, canvas_size=64, min_size=30, max_size=40)
-        assert image.shape == (3, 64, 64)
-        assert int(instance_map.max()) == len(placed) >= 1
-        boxes = boxes_from_instance_map(instance_map, len(placed))
-        masks = instance_masks(instance_map, len(placed))
-        assert (masks.flatten(1).sum(1) > 0).all()
-        assert ((boxes[:, 2:] - boxes[:, :2]) >= 1).all()
+    for max_hidden in (0.25, 0.5):
+        for _ in range(10):
+            # min_size == max_size == 28: every patch is the blob itself, a 20 x 20 mask of 400 pixels
+            image, instance_map, placed = render_scene([blob] * 4, rng, canvas_size=48, min_size=28, max_size=28,
+                                                       max_hidden=max_hidden)
+            assert image.shape == (3, 48, 48)
+            assert int(instance_map.max()) == len(placed) >= 1
+            visible = instance_masks(instance_map, len(placed)).flatten(1).sum(1)  # (K,)
+            assert (visible >= (1.0 - max_hidden) * 400).all()
+            assert visible[-1] == 400  # the last item painted is never covered
+            boxes = boxes_from_instance_map(instance_map, len(placed))
+            assert ((boxes[:, 2:] - boxes[:, :2]) >= 1).all()
+
+
+def test_render_scene_paints_exactly_the_mask_opaquely():
+    rng = np.random.default_rng(1)
+    blob = torch.zeros(28, 28)
+    blob[4:24, 6:20] = 0.4  # dim but above MASK_THRESHOLD: blended, the background would show through
+    image, instance_map, placed = render_scene([blob], rng, canvas_size=40, min_size=28, max_size=28)
+    assert placed == [0]
+    mask = instance_map == 1  # (40, 40)
+    assert int(mask.sum()) == 20 * 14
+    colours = image[:, mask]  # (3, 280)
+    assert torch.equal(colours, colours[:, :1].expand_as(colours))  # one colour: no background shows through
+
+
+def test_render_scene_rejects_a_bad_max_hidden():
+    with pytest.raises(ValueError, match="max_hidden must be a fraction"):
+        render_scene([torch.ones(28, 28)], np.random.default_rng(0), max_hidden=1.0)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from companion.segmentation.fcn import FCN, VARIANTS, bilinear_kernel, bilinear_upsampling, fcn_mini, fcn_vgg16
+from seg_model_checks import check_channels_last_equals_contiguous, check_every_parameter_receives_a_gradient
 
 
 def test_bilinear_kernel_is_a_triangle_on_the_diagonal_channels():
@@ -43,23 +44,12 @@ def test_fcn_returns_logits_at_the_input_size(variant, size):
 
 def test_every_parameter_receives_a_gradient():
     torch.manual_seed(0)
-    model = fcn_mini(4)
-    loss = F.cross_entropy(model(torch.rand(2, 3, 40, 45)), torch.randint(0, 4, (2, 40, 45)))
-    loss.backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
-        assert parameter.grad.abs().sum() > 0, name
+    check_every_parameter_receives_a_gradient(fcn_mini(4), 4, (40, 45))
 
 
 def test_channels_last_equals_contiguous():
     torch.manual_seed(0)
-    model = fcn_mini(5).eval()
-    x = torch.rand(2, 3, 50, 61)
-    expected = model(x)
-    model = model.to(memory_format=torch.channels_last)
-    actual = model(x.to(memory_format=torch.channels_last))
-    scale = expected.abs().max()
-    torch.testing.assert_close(actual / scale, expected / scale, atol=1e-5, rtol=0)
+    check_channels_last_equals_contiguous(fcn_mini(5).eval(), (50, 61))
 
 
 def test_skips_start_at_zero_so_8s_begins_as_32s_plus_bilinear_refinements():

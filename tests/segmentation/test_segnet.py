@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from companion.segmentation.segnet import SegNet, segnet_mini, segnet_vgg16
+from seg_model_checks import check_channels_last_equals_contiguous, check_every_parameter_receives_a_gradient
 
 
 def test_unpooling_with_the_indices_puts_each_maximum_back_where_it_was():
@@ -44,23 +45,12 @@ def test_segnet_returns_logits_at_the_input_size(size):
 
 def test_every_parameter_receives_a_gradient():
     torch.manual_seed(0)
-    model = segnet_mini(4)
-    loss = F.cross_entropy(model(torch.rand(2, 3, 33, 41)), torch.randint(0, 4, (2, 33, 41)))
-    loss.backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
-        assert parameter.grad.abs().sum() > 0, name
+    check_every_parameter_receives_a_gradient(segnet_mini(4), 4, (33, 41))
 
 
 def test_channels_last_equals_contiguous():
     torch.manual_seed(0)
-    model = segnet_mini(5).eval()
-    x = torch.rand(2, 3, 48, 40)
-    expected = model(x)
-    model = model.to(memory_format=torch.channels_last)
-    actual = model(x.to(memory_format=torch.channels_last))
-    scale = expected.abs().max()
-    torch.testing.assert_close(actual / scale, expected / scale, atol=1e-5, rtol=0)
+    check_channels_last_equals_contiguous(segnet_mini(5).eval(), (48, 40))
 
 
 def test_paper_parameter_count():

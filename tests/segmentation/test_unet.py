@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from companion.segmentation.unet import UNet, center_crop, unet_mini, unet_paper
+from seg_model_checks import check_channels_last_equals_contiguous, check_every_parameter_receives_a_gradient
 
 
 @pytest.mark.parametrize("size", [(37, 53), (96, 96), (5, 7)])
@@ -33,23 +33,12 @@ def test_mini_has_about_483k_parameters_and_halves_the_resolution():
 
 def test_every_parameter_receives_a_gradient():
     torch.manual_seed(0)
-    model = unet_mini(4)
-    loss = F.cross_entropy(model(torch.rand(2, 3, 33, 40)), torch.randint(0, 4, (2, 33, 40)))
-    loss.backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
-        assert parameter.grad.abs().sum() > 0, name
+    check_every_parameter_receives_a_gradient(unet_mini(4), 4, (33, 40))
 
 
 def test_channels_last_equals_contiguous():
     torch.manual_seed(0)
-    model = unet_mini(5).eval()
-    x = torch.rand(2, 3, 45, 38)
-    expected = model(x)
-    model = model.to(memory_format=torch.channels_last)
-    actual = model(x.to(memory_format=torch.channels_last))
-    scale = expected.abs().max()
-    torch.testing.assert_close(actual / scale, expected / scale, atol=1e-5, rtol=0)
+    check_channels_last_equals_contiguous(unet_mini(5).eval(), (45, 38))
 
 
 def test_center_crop_takes_the_middle():

@@ -5,13 +5,14 @@ background, ``k + 1`` for the k-th object) and each object's class. The *semanti
 instance id by its object's class: one integer per pixel, 0 for the background and ``1..C`` for the
 classes, the format ``F.cross_entropy`` expects for ``(B, C+1, H, W)`` logits.
 
-Taught in: book/04_segmentation/01_semantic_segmentation.ipynb.
+Taught in: book/04_segmentation/01_semantic_segmentation.ipynb (``RandomCrops``: 03_unet.ipynb).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -71,3 +72,71 @@ class SceneSegmentation(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(indices, dtype=torch.long)
         return self.scenes.images[index].float() / 255.0, self.masks[index]  # (B, 3, H, W), (B, H, W)
+
+
+class RandomCrops(Dataset):
+    """Random ``size x size`` windows of a segmentation dataset, the same window for image and mask.
+
+    Training on crops is how most segmentation networks are trained: U-Net on tiles of its large
+    microscopy images, PSPNet and DeepLab on random crops of PASCAL VOC and Cityscapes. A fully
+    convolutional network trained on crops still predicts whole images. A crop costs less per step
+    than the whole image, and objects cut at the crop's border are a form of augmentation.
+
+    The window of example ``i`` is drawn from a generator seeded by ``(seed, epoch, i)``: the same
+    seed and epoch give the same crops on every machine, whatever the batch order; call
+    ``set_epoch(e)`` before each epoch for new windows.
+
+    Args:
+        dataset: items ``(image (C, H, W), mask (H, W))``, ``H, W >= size`` (``__getitems__`` is used
+            when the dataset has it).
+        size: side of the square window in pixels.
+        seed: seed of the windows.
+
+    Items: ``(image (C, size, size), mask (size, size))``; a list of indices gives the batch
+    ``(images (B, C, size, size), masks (B, size, size))``.
+    """
+
+    def __init__(self, dataset: Dataset, size: int, seed: int = 0) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive number of pixels, got {size!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+        self.dataset, self.size, self.seed, self.epoch = dataset, size, seed, 0
+        for name in ("classes", "num_classes"):
+            if hasattr(dataset, name):
+                setattr(self, name, getattr(dataset, name))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the windows of epoch ``epoch`` (a non-negative integer) from now on."""
+        if int(epoch) < 0:
+            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}.")
+        self.epoch = int(epoch)
+
+    def window(self, index: int, height: int, width: int) -> tuple[int, int]:
+        """``(top, left)`` of example ``index``'s window in an ``height x width`` image."""
+        if height < self.size or width < self.size:
+            raise ValueError(f"cannot crop {self.size} x {self.size} windows from a {height} x {width} image; "
+                             f"pass a size of at most {min(height, width)}.")
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        top, left = rng.integers(height - self.size + 1), rng.integers(width - self.size + 1)
+        return int(top), int(left)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.dataset[index]  # (C, H, W), (H, W)
+        top, left = self.window(index, *mask.shape[-2:])
+        window = (slice(top, top + self.size), slice(left, left + self.size))
+        return image[(..., *window)], mask[(..., *window)]  # (C, s, s), (s, s)
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        if hasattr(self.dataset, "__getitems__"):
+            images, masks = self.dataset.__getitems__(indices)  # (B, C, H, W), (B, H, W)
+        else:
+            pairs = [self.dataset[i] for i in indices]
+            images, masks = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+        crops = [self.window(i, *masks.shape[-2:]) for i in indices]
+        images = torch.stack([images[k, :, t:t + self.size, l:l + self.size] for k, (t, l) in enumerate(crops)])
+        masks = torch.stack([masks[k, t:t + self.size, l:l + self.size] for k, (t, l) in enumerate(crops)])
+        return images, masks  # (B, C, s, s), (B, s, s)

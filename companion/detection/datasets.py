@@ -302,15 +302,23 @@ def _voc_member(year: str) -> re.Pattern[str]:
                       rf"ImageSets/Main/(?:train|val|trainval|test)\.txt)")
 
 
+def listed_ids(folder: Path, listing: str, files: tuple[str, ...]) -> list[str] | None:
+    """The ids in ``folder / listing`` when every ``folder / file.format(id)`` exists, else None.
+
+    ``files`` are templates such as ``"JPEGImages/{}.jpg"``; a missing list or file means the copy in
+    ``folder`` is absent or incomplete.
+    """
+    path = folder / listing
+    if not path.is_file():
+        return None
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    complete = all((folder / file.format(image_id)).is_file() for image_id in ids for file in files)
+    return ids if complete else None
+
+
 def _voc_ids(folder: Path, split: str) -> list[str] | None:
     """The ids of ``split`` when its list and every listed file are in ``folder``, else None."""
-    listing = folder / "ImageSets" / "Main" / f"{split}.txt"
-    if not listing.is_file():
-        return None
-    ids = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
-    complete = all((folder / "Annotations" / f"{image_id}.xml").is_file()
-                   and (folder / "JPEGImages" / f"{image_id}.jpg").is_file() for image_id in ids)
-    return ids if complete else None
+    return listed_ids(folder, f"ImageSets/Main/{split}.txt", ("Annotations/{}.xml", "JPEGImages/{}.jpg"))
 
 
 def _install_voc(root: Path, year: str, split: str, download: bool) -> Path:

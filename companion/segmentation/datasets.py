@@ -1,0 +1,296 @@
+"""Real segmentation data behind one loader: PASCAL VOC 2012, Oxford-IIIT Pets, Penn-Fudan.
+
+Semantic datasets give ``(image float32 (3, H, W) in [0, 1], mask int64 (H, W))``: class ``0`` is the
+background, ``1..C`` the classes, and ``IGNORE_INDEX`` (255) marks pixels that no loss or metric
+should count (VOC's object outlines, the Pets trimaps' "not classified" band). Instance datasets give
+torchvision's detection targets with ``"masks"``.
+
+- ``"voc2012"``: PASCAL VOC 2012 segmentation (Everingham et al. 2015), 20 classes and the
+  background, the official ``train`` (1,464 images), ``val`` (1,449) and ``trainval`` lists of
+  ``ImageSets/Segmentation``. The masks are the palette PNGs of ``SegmentationClass``: a pixel's
+  palette index is its class, 255 its "void" outline. Same archive as the detection loader (1.9 GB).
+- ``"oxford-pets"``: the Oxford-IIIT Pet dataset (Parkhi, Vedaldi, Zisserman & Jawahar, CVPR 2012),
+  37 breeds of cats and dogs with a trimap per image; the official ``trainval`` and ``test`` lists.
+  ``labels="pet"`` gives background 0 / pet 1, ``labels="species"`` background 0 / cat 1 / dog 2; the
+  trimaps' boundary band becomes 255 either way.
+- ``"penn-fudan"``: pedestrians with instance masks (:class:`companion.detection.datasets.PennFudanPedestrians`).
+- ``"fashion-scenes"``: the synthetic scenes as class masks (:class:`companion.segmentation.data.SceneSegmentation`).
+
+Downloads are verified against the MD5s torchvision pins and extracted member by member through the
+same checked machinery as the detection datasets (``companion.data.archives``); offline, a missing
+dataset is a ``FileNotFoundError`` that says where to put which file.
+
+Taught in: book/04_segmentation/01_semantic_segmentation.ipynb (the full profile's real data).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from companion.data.archives import extract_matching
+from companion.data.registry import data_root
+from companion.detection import datasets as detection
+from companion.detection.datasets import VOC_CLASSES, read_rgb
+from companion.segmentation.data import IGNORE_INDEX
+
+SEGMENTATION_DATASETS = ("fashion-scenes", "voc2012", "oxford-pets", "penn-fudan")
+VOC_SEGMENTATION_SPLITS = ("train", "val", "trainval")
+
+PETS_FOLDER = "oxford-iiit-pet"  # torchvision's layout: <root>/oxford-iiit-pet/{images,annotations}
+# Archive key -> (url, file name, md5, size for the messages); the MD5s torchvision pins.
+PETS_ARCHIVES = {
+    "images": ("https://www.robots.ox.ac.uk/~vgg/data/pets/data/images.tar.gz", "images.tar.gz",
+               "5c4f3ee8e5d25df40f4fd59a7f44e54c", "about 790 MB"),
+    "annotations": ("https://www.robots.ox.ac.uk/~vgg/data/pets/data/annotations.tar.gz", "annotations.tar.gz",
+                    "95a8c909bbe2e81eed6a22bccdf3f68f", "about 19 MB"),
+}
+PETS_SPLITS = ("trainval", "test")
+PETS_LABELS = {"pet": ("background", "pet"), "species": ("background", "cat", "dog")}
+TRIMAP_PET, TRIMAP_BACKGROUND, TRIMAP_BORDER = 1, 2, 3  # the values of the Pets trimap PNGs
+
+
+def _how_to_get(arguments: str, url: str, size: str, archive: Path, layout: str) -> str:
+    return (f"Either call get_segmentation_dataset({arguments}, download=True) online, or download {url} ({size}) "
+            f"and put it at {archive}, or extract it so that {layout}. Set COMPANION_DATA or pass root= "
+            "to use another data folder.")
+
+
+def _read_index_png(path: Path) -> torch.Tensor:
+    """A single-channel PNG's values (palette indices for VOC, trimap codes for Pets) as int64 ``(H, W)``."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode not in ("P", "L"):
+            raise ValueError(f"{path} is a {image.mode} image, not a palette or grey label PNG; the mask was "
+                             f"converted after download. Delete it (or its dataset folder) and extract it again.")
+        return torch.from_numpy(np.asarray(image).astype(np.int64))  # (H, W)
+
+
+def _merge(staging: Path, folder: Path, lists_last: str) -> None:
+    """Move every file of ``staging`` into ``folder``; the split lists (in ``lists_last``) go last."""
+    files = [path for path in staging.rglob("*") if path.is_file()]
+    for source in sorted(files, key=lambda path: path.parent.name == lists_last):
+        target = folder / source.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source.replace(target)
+
+
+# ---------------------------------------------------------------------------------------------
+# PASCAL VOC 2012 segmentation
+
+_VOC_SEGMENTATION_MEMBER = re.compile(r"VOCdevkit/VOC2012/(JPEGImages/[\w-]+\.jpg|SegmentationClass/[\w-]+\.png|"
+                                      r"ImageSets/Segmentation/(?:train|val|trainval)\.txt)")
+
+
+def _voc_segmentation_ids(folder: Path, split: str) -> list[str] | None:
+    """The ids of ``split`` when its list and every listed image and mask are in ``folder``, else None."""
+    return detection.listed_ids(folder, f"ImageSets/Segmentation/{split}.txt",
+                                ("JPEGImages/{}.jpg", "SegmentationClass/{}.png"))
+
+
+def _install_voc_segmentation(root: Path, split: str, download: bool) -> None:
+    url, filename, md5, size = detection.VOC_ARCHIVES["2012"]
+    folder, archive = root / "VOCdevkit" / "VOC2012", root / filename
+    how = _how_to_get(f"'voc2012', {split!r}", url, size, archive,
+                      f"{folder}/ImageSets/Segmentation/{split}.txt, JPEGImages/ and SegmentationClass/ exist")
+    archive = detection._archive_on_disk(archive, url, md5, download, f"PASCAL VOC 2012 segmentation ({split})",
+                                         folder, how)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=".voc2012-segmentation.", suffix=".part"))
+    try:
+        extract_matching(archive, _VOC_SEGMENTATION_MEMBER, staging, url)
+        if _voc_segmentation_ids(staging, split) is None:
+            raise ValueError(f"{archive} lacks ImageSets/Segmentation/{split}.txt or files it lists; it is not "
+                             f"the published VOC 2012 archive. Delete it and fetch it again from {url}.")
+        _merge(staging, folder, lists_last="Segmentation")  # shares VOC2012/ with the detection loader
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class VOCSegmentation(Dataset):
+    """PASCAL VOC 2012 semantic segmentation: 21 classes (background first), void outlines 255.
+
+    Args:
+        split: ``"train"``, ``"val"`` or ``"trainval"``.
+        root: the data root (default :func:`companion.data.data_root`); files in torchvision's layout,
+            ``<root>/VOCdevkit/VOC2012``.
+        download: fetch the official archive when neither the files nor the archive are there.
+
+    Items: ``(image float32 (3, H, W), mask int64 (H, W))`` with values ``0..20`` and ``255``.
+    """
+
+    classes = VOC_CLASSES
+    num_classes = len(VOC_CLASSES)
+
+    def __init__(self, split: str = "train", root: str | Path | None = None, download: bool = False) -> None:
+        if split not in VOC_SEGMENTATION_SPLITS:
+            raise ValueError(f"VOC 2012 segmentation has no split {split!r}; its splits are: "
+                             f"{', '.join(VOC_SEGMENTATION_SPLITS)}.")
+        root = data_root(root)
+        self.folder = root / "VOCdevkit" / "VOC2012"
+        ids = _voc_segmentation_ids(self.folder, split)
+        if ids is None:
+            _install_voc_segmentation(root, split, download)
+            ids = _voc_segmentation_ids(self.folder, split)
+        self.names = ids
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        name = self.names[index]
+        image = read_rgb(self.folder / "JPEGImages" / f"{name}.jpg")  # (3, H, W)
+        mask = _read_index_png(self.folder / "SegmentationClass" / f"{name}.png")  # (H, W)
+        bad = (mask >= self.num_classes) & (mask != IGNORE_INDEX)
+        if bad.any():
+            raise ValueError(f"{name}.png holds label {int(mask[bad][0])}, not a VOC class (0-20) or 255; "
+                             f"the file is not a VOC 2012 mask. Delete {self.folder} and extract it again.")
+        return image, mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Oxford-IIIT Pets
+
+_PETS_MEMBER = {
+    "images": re.compile(r"(images/[\w-]+\.jpg)"),
+    "annotations": re.compile(r"(annotations/trimaps/[\w-]+\.png|annotations/(?:trainval|test)\.txt)"),
+}
+
+
+def _pets_listing(folder: Path, split: str) -> list[tuple[str, int]] | None:
+    """``(name, species)`` per line of ``annotations/<split>.txt`` (species 1 cat, 2 dog), None without it."""
+    listing = folder / "annotations" / f"{split}.txt"
+    if not listing.is_file():
+        return None
+    rows = []
+    for line in listing.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _breed, species, *_ = line.split()
+            rows.append((name, int(species)))
+    return rows
+
+
+def _pets_missing(folder: Path, split: str) -> list[str]:
+    """Which archives (``"annotations"``, ``"images"``) ``split`` still needs in ``folder``."""
+    rows = _pets_listing(folder, split)
+    if rows is None:
+        return ["annotations", "images"]
+    missing = []
+    if not all((folder / "annotations" / "trimaps" / f"{name}.png").is_file() for name, _ in rows):
+        missing.append("annotations")
+    if not all((folder / "images" / f"{name}.jpg").is_file() for name, _ in rows):
+        missing.append("images")
+    return missing
+
+
+def _install_pets(root: Path, split: str, download: bool) -> None:
+    folder = root / PETS_FOLDER
+    for key in _pets_missing(folder, split):
+        url, filename, md5, size = PETS_ARCHIVES[key]
+        archive = folder / filename
+        how = _how_to_get(f"'oxford-pets', {split!r}", url, size, archive,
+                          f"{folder}/annotations/{split}.txt, annotations/trimaps/ and images/ exist")
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = detection._archive_on_disk(archive, url, md5, download, f"Oxford-IIIT Pets ({key})", folder, how)
+        staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{key}.", suffix=".part"))
+        try:
+            extract_matching(archive, _PETS_MEMBER[key], staging, url)
+            _merge(staging, folder, lists_last="annotations")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    if _pets_missing(folder, split):
+        raise ValueError(f"the Oxford-IIIT Pets archives in {folder} lack annotations/{split}.txt or files it "
+                         f"lists; they are not the published archives. Delete them and fetch them again.")
+
+
+class OxfordPets(Dataset):
+    """Oxford-IIIT Pets as semantic segmentation, from its trimaps.
+
+    Args:
+        split: ``"trainval"`` (3,680 images) or ``"test"`` (3,669).
+        labels: ``"pet"`` (background 0, pet 1) or ``"species"`` (background 0, cat 1, dog 2).
+        root: the data root (default :func:`companion.data.data_root`); files in torchvision's layout,
+            ``<root>/oxford-iiit-pet/{images,annotations}``.
+        download: fetch the two official archives when the files are not there.
+
+    Items: ``(image float32 (3, H, W), mask int64 (H, W))``; the trimap's "not classified" band
+    around every pet is ``IGNORE_INDEX`` (255).
+    """
+
+    def __init__(self, split: str = "trainval", labels: str = "pet", root: str | Path | None = None,
+                 download: bool = False) -> None:
+        if split not in PETS_SPLITS:
+            raise ValueError(f"Oxford-IIIT Pets has no split {split!r}; its splits are: {', '.join(PETS_SPLITS)}.")
+        if labels not in PETS_LABELS:
+            raise ValueError(f"labels must be one of {tuple(PETS_LABELS)}, got {labels!r}.")
+        root = data_root(root)
+        self.folder, self.labels = root / PETS_FOLDER, labels
+        self.classes = PETS_LABELS[labels]
+        self.num_classes = len(self.classes)
+        if _pets_missing(self.folder, split):
+            _install_pets(root, split, download)
+        rows = _pets_listing(self.folder, split)
+        self.names = [name for name, _ in rows]
+        self.species = [species for _, species in rows]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        name = self.names[index]
+        image = read_rgb(self.folder / "images" / f"{name}.jpg")  # (3, H, W)
+        trimap = _read_index_png(self.folder / "annotations" / "trimaps" / f"{name}.png")  # (H, W) in 1..3
+        if not bool(((trimap >= TRIMAP_PET) & (trimap <= TRIMAP_BORDER)).all()):
+            raise ValueError(f"{name}.png holds values outside 1-3; it is not an Oxford-IIIT Pets trimap. "
+                             f"Delete {self.folder} and extract the archives again.")
+        pet_class = 1 if self.labels == "pet" else self.species[index]
+        mask = torch.zeros_like(trimap)  # (H, W) background
+        mask[trimap == TRIMAP_PET] = pet_class
+        mask[trimap == TRIMAP_BORDER] = IGNORE_INDEX
+        return image, mask
+
+
+# ---------------------------------------------------------------------------------------------
+# One loader
+
+
+def get_segmentation_dataset(name: str, split: str = "train", *, root: str | Path | None = None,
+                             download: bool = False, **options) -> Dataset:
+    """A segmentation dataset by name.
+
+    Args:
+        name: one of ``SEGMENTATION_DATASETS``.
+        split: VOC ``"train"``/``"val"``/``"trainval"``; Pets ``"trainval"``/``"test"``; Penn-Fudan
+            and the scenes ``"train"``/``"val"``/``"test"``.
+        root: the data root (default :func:`companion.data.data_root`).
+        download: fetch a missing real dataset (verified); False makes a missing dataset an error
+            that says how to get it. The synthetic scenes need only Fashion-MNIST.
+        **options: passed on: Pets' ``labels``; Penn-Fudan's ``seed``; ``FashionScenes``'s ``size``,
+            ``seed``, ...
+
+    Returns:
+        Semantic datasets (``voc2012``, ``oxford-pets``, ``fashion-scenes``) with items ``(image, mask)``;
+        ``penn-fudan`` with items ``(image, target)`` whose target holds instance ``"masks"``.
+
+    Raises:
+        ValueError: unknown name or split.
+        FileNotFoundError: the data is missing and could not be downloaded.
+    """
+    if name == "fashion-scenes":
+        from companion.detection.scenes import FashionScenes  # lazy: it builds on Fashion-MNIST
+        from companion.segmentation.data import SceneSegmentation
+
+        return SceneSegmentation(FashionScenes(split=split, root=root, **options))
+    if name == "voc2012":
+        return VOCSegmentation(split, root=root, download=download, **options)
+    if name == "oxford-pets":
+        return OxfordPets(split, root=root, download=download, **options)
+    if name == "penn-fudan":
+        return detection.PennFudanPedestrians(split, root=root, download=download, **options)
+    raise ValueError(f"unknown segmentation dataset {name!r}; the names are: {', '.join(SEGMENTATION_DATASETS)}.")

@@ -260,6 +260,25 @@ class OxfordPets(Dataset):
 # One loader
 
 
+def find_offline(name: str, root: str | Path | None = None) -> Path | None:
+    """Where a real dataset's complete files are (all its splits), or None; never downloads.
+
+    ``python -m companion.doctor`` reports it. Names: ``"voc2012"``, ``"oxford-pets"``, ``"penn-fudan"``.
+    """
+    root = data_root(root)
+    if name == "voc2012":
+        folder = root / "VOCdevkit" / "VOC2012"
+        return folder if _voc_segmentation_ids(folder, "trainval") is not None else None
+    if name == "oxford-pets":
+        folder = root / PETS_FOLDER
+        return folder if not any(_pets_missing(folder, split) for split in PETS_SPLITS) else None
+    if name == "penn-fudan":
+        folder = root / detection.PENN_FUDAN_FOLDER
+        return folder if detection._penn_fudan_pairs(folder) is not None else None
+    raise ValueError(f"find_offline knows the real datasets voc2012, oxford-pets and penn-fudan, not {name!r}.")
+
+
+
 def get_segmentation_dataset(name: str, split: str = "train", *, root: str | Path | None = None,
                              download: bool = False, **options) -> Dataset:
     """A segmentation dataset by name.

@@ -18,7 +18,7 @@ from PIL import Image
 from companion.detection import datasets as detection
 from companion.segmentation import datasets
 from companion.segmentation.data import IGNORE_INDEX
-from companion.segmentation.datasets import OxfordPets, VOCSegmentation, get_segmentation_dataset
+from companion.segmentation.datasets import OxfordPets, VOCSegmentation, find_offline, get_segmentation_dataset
 
 
 def _md5(path: Path) -> str:
@@ -64,7 +64,7 @@ def voc_archive(tmp_path, monkeypatch):
     """A fake VOCtrainval_11-May-2012.tar outside the data root; VOC_ARCHIVES["2012"] points at it."""
     rng = np.random.default_rng(0)
     archive = tmp_path / "server" / "voc2012.tar"
-    archive.parent.mkdir()
+    archive.parent.mkdir(exist_ok=True)
     base = "VOCdevkit/VOC2012"
     with tarfile.open(archive, "w") as tar:
         for index, image_id in enumerate(VOC_LISTS["trainval"]):
@@ -143,7 +143,7 @@ def pets_archives(tmp_path, monkeypatch):
     """Fake images.tar.gz and annotations.tar.gz; PETS_ARCHIVES points at them."""
     rng = np.random.default_rng(1)
     server = tmp_path / "server"
-    server.mkdir()
+    server.mkdir(exist_ok=True)
     images, annotations = server / "images.tar.gz", server / "annotations.tar.gz"
     with tarfile.open(images, "w:gz") as tar:
         for name, _, _ in PETS:
@@ -229,3 +229,18 @@ def test_scenes_and_penn_fudan_are_delegated(monkeypatch, tmp_path):
                         lambda split, **kwargs: calls.append((split, kwargs)) or "penn-fudan")
     assert get_segmentation_dataset("penn-fudan", "test", root=tmp_path, seed=3) == "penn-fudan"
     assert calls == [("test", {"root": tmp_path, "download": False, "seed": 3})]
+
+
+def test_find_offline_reports_complete_copies_only(tmp_path, voc_archive, pets_archives):
+    root = tmp_path / "data"
+    assert find_offline("voc2012", root=root) is None and find_offline("oxford-pets", root=root) is None
+    assert find_offline("penn-fudan", root=root) is None
+    VOCSegmentation("trainval", root=root, download=True)
+    assert find_offline("voc2012", root=root) == root / "VOCdevkit" / "VOC2012"
+    OxfordPets("trainval", root=root, download=True)  # the archives hold both splits
+    assert find_offline("oxford-pets", root=root) == root / "oxford-iiit-pet"
+    (root / "oxford-iiit-pet" / "images" / "beagle_3.jpg").unlink()  # the test split is now incomplete
+    assert find_offline("oxford-pets", root=root) is None
+    assert not (root / "oxford-iiit-pet" / "images" / "beagle_3.jpg").exists()  # nothing was downloaded
+    with pytest.raises(ValueError, match="not 'coco'"):
+        find_offline("coco", root=root)

@@ -103,3 +103,16 @@ def extract_matching(archive: Path, pattern: re.Pattern[str], staging: Path, url
             shutil.copyfileobj(source, handle)
         copied += 1
     return copied
+
+
+def merge_into(staging: Path, folder: Path, last: str) -> None:
+    """Move every file under ``staging`` to the same relative path under ``folder``.
+
+    Files whose parent folder is named ``last`` (the split lists) move after all the others, so a
+    list only appears once the files it names are in place: a list marks a complete copy.
+    """
+    files = [path for path in staging.rglob("*") if path.is_file()]
+    for source in sorted(files, key=lambda path: path.parent.name == last):  # stable: lists go last
+        target = folder / source.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)

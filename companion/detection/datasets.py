@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from companion.data.archives import extract_matching, fetch_archive, md5_of
+from companion.data.archives import extract_matching, fetch_archive, md5_of, merge_into
 from companion.data.download import DownloadError
 from companion.data.registry import data_root
 from companion.detection.masks import label_image_to_masks, masks_to_boxes
@@ -172,8 +172,9 @@ def _archive_on_disk(archive: Path, url: str, md5: str, download: bool, what: st
         raise FileNotFoundError(f"{missing} and downloading it failed ({exc}). {how}") from exc
 
 
-def _how_to_get(arguments: str, url: str, size: str, archive: Path, layout: str) -> str:
-    return (f"Either call get_detection_dataset({arguments}, download=True) online, or download {url} ({size}) "
+def _how_to_get(arguments: str, url: str, size: str, archive: Path, layout: str,
+                loader: str = "get_detection_dataset") -> str:
+    return (f"Either call {loader}({arguments}, download=True) online, or download {url} ({size}) "
             f"and put it at {archive}, or extract it so that {layout}. Set COMPANION_DATA or pass root= "
             "to use another data folder.")
 
@@ -334,14 +335,8 @@ def _install_voc(root: Path, year: str, split: str, download: bool) -> Path:
         if _voc_ids(staging, split) is None:
             raise ValueError(f"{archive} lacks ImageSets/Main/{split}.txt or files it lists; it is not the "
                              f"published VOC {year} archive. Delete it and fetch it again from {url}.")
-        # Merge into the torchvision layout (the 2007 test archive shares the folder with trainval):
-        # images and annotations first, the split lists last, so a list marks a complete copy.
-        files = [path for path in staging.rglob("*") if path.is_file()]
-        moved = sorted(files, key=lambda path: path.parent.name == "Main")  # stable: lists go last
-        for source in moved:
-            target = folder / source.relative_to(staging)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
+        # Merge into the torchvision layout (the 2007 test archive shares the folder with trainval).
+        merge_into(staging, folder, last="Main")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder

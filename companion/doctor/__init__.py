@@ -51,7 +51,7 @@ def environment_rows() -> list[Row]:
         rows.append(("datasets", name, found if found else "not found offline (will be downloaded on first use)"))
     from companion.segmentation import datasets as segmentation_datasets  # the real Part 4 datasets
 
-    for name in ("voc2012", "oxford-pets", "penn-fudan"):
+    for name in segmentation_datasets.REAL_DATASETS:
         found = segmentation_datasets.find_offline(name)
         rows.append(("datasets", name, str(found) if found else "not found offline (download=True fetches it)"))
     return rows

@@ -127,8 +127,10 @@ class RandomCrops(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.dataset[index]  # (C, H, W), (H, W)
         top, left = self.window(index, *mask.shape[-2:])
-        window = (slice(top, top + self.size), slice(left, left + self.size))
-        return image[(..., *window)], mask[(..., *window)]  # (C, s, s), (s, s)
+        return self._cut(image, top, left), self._cut(mask, top, left)  # (C, s, s), (s, s)
+
+    def _cut(self, tensor: torch.Tensor, top: int, left: int) -> torch.Tensor:
+        return tensor[..., top:top + self.size, left:left + self.size]  # (..., s, s)
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         if hasattr(self.dataset, "__getitems__"):
@@ -136,7 +138,7 @@ class RandomCrops(Dataset):
         else:
             pairs = [self.dataset[i] for i in indices]
             images, masks = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-        crops = [self.window(i, *masks.shape[-2:]) for i in indices]
-        images = torch.stack([images[k, :, t:t + self.size, l:l + self.size] for k, (t, l) in enumerate(crops)])
-        masks = torch.stack([masks[k, t:t + self.size, l:l + self.size] for k, (t, l) in enumerate(crops)])
-        return images, masks  # (B, C, s, s), (B, s, s)
+        windows = [self.window(i, *masks.shape[-2:]) for i in indices]
+        images = torch.stack([self._cut(image, *w) for image, w in zip(images, windows)])  # (B, C, s, s)
+        masks = torch.stack([self._cut(mask, *w) for mask, w in zip(masks, windows)])  # (B, s, s)
+        return images, masks

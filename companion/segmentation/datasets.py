@@ -34,13 +34,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from companion.data.archives import extract_matching
+from companion.data.archives import extract_matching, merge_into
 from companion.data.registry import data_root
 from companion.detection import datasets as detection
 from companion.detection.datasets import VOC_CLASSES, read_rgb
 from companion.segmentation.data import IGNORE_INDEX
 
 SEGMENTATION_DATASETS = ("fashion-scenes", "voc2012", "oxford-pets", "penn-fudan")
+REAL_DATASETS = SEGMENTATION_DATASETS[1:]  # the downloaded ones, which find_offline looks for
 VOC_SEGMENTATION_SPLITS = ("train", "val", "trainval")
 
 PETS_FOLDER = "oxford-iiit-pet"  # torchvision's layout: <root>/oxford-iiit-pet/{images,annotations}
@@ -56,12 +57,6 @@ PETS_LABELS = {"pet": ("background", "pet"), "species": ("background", "cat", "d
 TRIMAP_PET, TRIMAP_BACKGROUND, TRIMAP_BORDER = 1, 2, 3  # the values of the Pets trimap PNGs
 
 
-def _how_to_get(arguments: str, url: str, size: str, archive: Path, layout: str) -> str:
-    return (f"Either call get_segmentation_dataset({arguments}, download=True) online, or download {url} ({size}) "
-            f"and put it at {archive}, or extract it so that {layout}. Set COMPANION_DATA or pass root= "
-            "to use another data folder.")
-
-
 def _read_index_png(path: Path) -> torch.Tensor:
     """A single-channel PNG's values (palette indices for VOC, trimap codes for Pets) as int64 ``(H, W)``."""
     from PIL import Image
@@ -71,15 +66,6 @@ def _read_index_png(path: Path) -> torch.Tensor:
             raise ValueError(f"{path} is a {image.mode} image, not a palette or grey label PNG; the mask was "
                              f"converted after download. Delete it (or its dataset folder) and extract it again.")
         return torch.from_numpy(np.asarray(image).astype(np.int64))  # (H, W)
-
-
-def _merge(staging: Path, folder: Path, lists_last: str) -> None:
-    """Move every file of ``staging`` into ``folder``; the split lists (in ``lists_last``) go last."""
-    files = [path for path in staging.rglob("*") if path.is_file()]
-    for source in sorted(files, key=lambda path: path.parent.name == lists_last):
-        target = folder / source.relative_to(staging)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        source.replace(target)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,8 +84,9 @@ def _voc_segmentation_ids(folder: Path, split: str) -> list[str] | None:
 def _install_voc_segmentation(root: Path, split: str, download: bool) -> None:
     url, filename, md5, size = detection.VOC_ARCHIVES["2012"]
     folder, archive = root / "VOCdevkit" / "VOC2012", root / filename
-    how = _how_to_get(f"'voc2012', {split!r}", url, size, archive,
-                      f"{folder}/ImageSets/Segmentation/{split}.txt, JPEGImages/ and SegmentationClass/ exist")
+    how = detection._how_to_get(f"'voc2012', {split!r}", url, size, archive,
+                                f"{folder}/ImageSets/Segmentation/{split}.txt, JPEGImages/ and SegmentationClass/ "
+                                "exist", loader="get_segmentation_dataset")
     archive = detection._archive_on_disk(archive, url, md5, download, f"PASCAL VOC 2012 segmentation ({split})",
                                          folder, how)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".voc2012-segmentation.", suffix=".part"))
@@ -108,7 +95,7 @@ def _install_voc_segmentation(root: Path, split: str, download: bool) -> None:
         if _voc_segmentation_ids(staging, split) is None:
             raise ValueError(f"{archive} lacks ImageSets/Segmentation/{split}.txt or files it lists; it is not "
                              f"the published VOC 2012 archive. Delete it and fetch it again from {url}.")
-        _merge(staging, folder, lists_last="Segmentation")  # shares VOC2012/ with the detection loader
+        merge_into(staging, folder, last="Segmentation")  # shares VOC2012/ with the detection loader
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -194,14 +181,15 @@ def _install_pets(root: Path, split: str, download: bool) -> None:
     for key in _pets_missing(folder, split):
         url, filename, md5, size = PETS_ARCHIVES[key]
         archive = folder / filename
-        how = _how_to_get(f"'oxford-pets', {split!r}", url, size, archive,
-                          f"{folder}/annotations/{split}.txt, annotations/trimaps/ and images/ exist")
+        how = detection._how_to_get(f"'oxford-pets', {split!r}", url, size, archive,
+                                    f"{folder}/annotations/{split}.txt, annotations/trimaps/ and images/ exist",
+                                    loader="get_segmentation_dataset")
         folder.mkdir(parents=True, exist_ok=True)
         archive = detection._archive_on_disk(archive, url, md5, download, f"Oxford-IIIT Pets ({key})", folder, how)
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{key}.", suffix=".part"))
         try:
             extract_matching(archive, _PETS_MEMBER[key], staging, url)
-            _merge(staging, folder, lists_last="annotations")
+            merge_into(staging, folder, last="annotations")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     if _pets_missing(folder, split):
@@ -275,7 +263,7 @@ def find_offline(name: str, root: str | Path | None = None) -> Path | None:
     if name == "penn-fudan":
         folder = root / detection.PENN_FUDAN_FOLDER
         return folder if detection._penn_fudan_pairs(folder) is not None else None
-    raise ValueError(f"find_offline knows the real datasets voc2012, oxford-pets and penn-fudan, not {name!r}.")
+    raise ValueError(f"find_offline knows the real datasets {', '.join(REAL_DATASETS)}, not {name!r}.")
 
 
 

@@ -116,6 +116,8 @@ def check_outputs(outputs: Any, targets: Any,
     integer_targets = not (targets.dtype.is_floating_point or targets.dtype.is_complex
                            or targets.dtype == torch.bool)
     cross_entropy = loss_fn is F.cross_entropy or isinstance(loss_fn, nn.CrossEntropyLoss)
+    # nn.CrossEntropyLoss(ignore_index=255) skips the 255s (PASCAL VOC's outlines): no class to check.
+    ignore_index = loss_fn.ignore_index if isinstance(loss_fn, nn.CrossEntropyLoss) else -100
     if integer_targets and targets.dim() == 1:
         if outputs.dim() != 2:
             hint = ("flatten the features before the last Linear layer (nn.Flatten())"
@@ -124,7 +126,7 @@ def check_outputs(outputs: Any, targets: Any,
                              f"{target_shape}: for classification the outputs must be logits "
                              f"(batch, classes); {hint}.")
         _check_batch(out_shape, target_shape)
-        _check_classes(outputs.shape[1], targets)
+        _check_classes(outputs.shape[1], targets, ignore_index)
         return
     if integer_targets and cross_entropy and targets.dim() >= 2:
         if outputs.dim() != targets.dim() + 1 or out_shape[2:] != target_shape[1:]:
@@ -133,7 +135,7 @@ def check_outputs(outputs: Any, targets: Any,
                              f"(B, classes, ...) with the same spatial size, here "
                              f"{(target_shape[0], 'classes', *target_shape[1:])}.")
         _check_batch(out_shape, target_shape)
-        _check_classes(outputs.shape[1], targets)
+        _check_classes(outputs.shape[1], targets, ignore_index)
         return
     if outputs.dim() == targets.dim() or cross_entropy:
         _check_batch(out_shape, target_shape)
@@ -147,14 +149,17 @@ def _check_batch(out_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> N
                          "that mixes it with other dimensions (use x.flatten(1)).")
 
 
-def _check_classes(num_classes: int, targets: torch.Tensor) -> None:
-    if targets.numel() == 0:
+def _check_classes(num_classes: int, targets: torch.Tensor, ignore_index: int = -100) -> None:
+    """Labels must be classes ``0..num_classes-1`` or the loss's ``ignore_index`` (skipped)."""
+    counted = targets[targets != ignore_index]
+    if counted.numel() == 0:
         return
-    low, high = int(targets.min()), int(targets.max())
-    ignore_index = -100  # cross_entropy's default; such labels are skipped
-    if low < 0 and low != ignore_index:
+    low, high = int(counted.min()), int(counted.max())
+    if low < 0:
         raise ValueError(f"the labels contain {low}: class labels must be integers in "
-                         f"[0, {num_classes}) (or -100 for positions to ignore).")
+                         f"[0, {num_classes}) (or {ignore_index} for positions to ignore).")
     if high >= num_classes:
+        hint = (" Labels such as 255 that mark pixels to skip need a loss that skips them: "
+                f"loss_fn=nn.CrossEntropyLoss(ignore_index={high})." if high == 255 else "")
         raise ValueError(f"the model outputs {num_classes} classes but the labels go up to {high}: "
-                         f"build the model with num_classes={high + 1} (or check the labels).")
+                         f"build the model with num_classes={high + 1} (or check the labels).{hint}")

@@ -279,3 +279,28 @@ def test_cuda_amp(monkeypatch, tmp_path, dtype):
     checkpoint = torch.load(tmp_path / "run.pt", weights_only=True)
     assert (checkpoint["scaler"] is not None) == (dtype == torch.float16)  # scaler only for fp16
     assert evaluate(model, make_loader(blobs(), 16), amp=True)["accuracy"] > 0.9
+
+
+def test_labels_equal_to_the_losses_ignore_index_are_not_classes():
+    """Segmentation masks mark void pixels 255: fine with CrossEntropyLoss(ignore_index=255), an error otherwise."""
+    torch.manual_seed(0)
+    model = nn.Conv2d(1, 3, 1)  # (B, 1, 4, 4) -> (B, 3, 4, 4)
+    masks = torch.randint(0, 3, (8, 4, 4))
+    masks[:, 0] = 255  # the first row of every mask is void
+    data = ArrayDataset(torch.randn(8, 1, 4, 4), masks)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"labels go up to 255.*nn.CrossEntropyLoss\(ignore_index=255\)"):
+        fit(model, optimizer, make_loader(data, 8), config=quiet())
+    skip_void = nn.CrossEntropyLoss(ignore_index=255)
+    with torch.no_grad():  # the loss over the non-void pixels, before the one step
+        logits = model(data.images).permute(0, 2, 3, 1)[:, 1:]  # (8, 3, 4, 3): rows 1..3, classes last
+        expected = F.cross_entropy(logits.reshape(-1, 3), masks[:, 1:].reshape(-1)).item()
+    history = fit(model, optimizer, make_loader(data, 8), config=quiet(epochs=1), loss_fn=skip_void)
+    assert history["train_loss"] == [pytest.approx(expected, rel=1e-6)]
+    # Any other label above the classes is still caught, and so is a negative one.
+    masks[0, 1, 1] = 7
+    with pytest.raises(ValueError, match="labels go up to 7: build the model with num_classes=8"):
+        fit(model, optimizer, make_loader(ArrayDataset(data.images, masks), 8), config=quiet(), loss_fn=skip_void)
+    masks[0, 1, 1] = -100  # -100 is no longer the ignored value
+    with pytest.raises(ValueError, match=r"contain -100.*or 255 for positions to ignore"):
+        fit(model, optimizer, make_loader(ArrayDataset(data.images, masks), 8), config=quiet(), loss_fn=skip_void)

@@ -5,7 +5,7 @@ import torch
 
 from companion.data import make_loader
 from companion.detection.scenes import FashionScenes
-from companion.segmentation.data import SceneSegmentation, semantic_mask
+from companion.segmentation.data import IGNORE_INDEX, SceneSegmentation, semantic_mask
 
 
 def test_semantic_mask_maps_instances_to_their_classes():
@@ -121,3 +121,125 @@ def test_random_crops_reject_bad_arguments_with_the_fix():
         RandomCrops(pairs, size=4, seed=-1)
     with pytest.raises(ValueError, match="epoch must be a non-negative"):
         RandomCrops(pairs, size=4).set_epoch(-2)
+
+
+# ---------------------------------------------------------------------------------------------
+# ScaleCropPad: photographs of any size as fixed-size examples
+
+
+def _photos(sizes=((20, 30), (31, 17), (9, 12), (40, 40)), seed=0):
+    """(image, mask) pairs of different sizes, like the photographs of VOC or Pets."""
+    generator = torch.Generator().manual_seed(seed)
+    images = [torch.rand(3, h, w, generator=generator) for h, w in sizes]
+    masks = [torch.randint(0, 21, (h, w), generator=generator) for h, w in sizes]
+    for mask in masks:
+        mask[0, :3] = IGNORE_INDEX  # a void outline survives scaling as 255
+    return _PairList(images, masks)
+
+
+def _torchvision_scale_crop_pad(image, mask, choice, size, fill):
+    """The same four steps with torchvision.transforms.v2 (Mask: nearest-neighbour resize)."""
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import functional as TF
+
+    mask = tv_tensors.Mask(mask)
+    shape = [choice["height"], choice["width"]]
+    image, mask = TF.resize(image, shape, antialias=True), TF.resize(mask, shape)
+    pad = [0, 0, max(size - shape[1], 0), max(size - shape[0], 0)]  # left, top, right, bottom
+    image, mask = TF.pad(image, pad, fill=fill), TF.pad(mask, pad, fill=IGNORE_INDEX)
+    image = TF.crop(image, choice["top"], choice["left"], size, size)
+    mask = TF.crop(mask, choice["top"], choice["left"], size, size)
+    if choice["flip"]:
+        image, mask = TF.horizontal_flip(image), TF.horizontal_flip(mask)
+    return image, mask.as_subclass(torch.Tensor)
+
+
+def test_scale_crop_pad_equals_torchvision_resize_pad_crop_and_flip():
+    from companion.segmentation.data import ScaleCropPad
+
+    photos = _photos()
+    data = ScaleCropPad(photos, size=16, longer_side=24, scale=(0.5, 2.0), flip=True, fill=0.5, seed=2)
+    flips, shrunk, grown = set(), 0, 0
+    for epoch in range(6):
+        data.set_epoch(epoch)
+        for i in range(len(photos)):
+            image, mask = data[i]
+            height, width = photos.masks[i].shape
+            choice = data.params(i, height, width)
+            expected_image, expected_mask = _torchvision_scale_crop_pad(photos.images[i], photos.masks[i], choice,
+                                                                        16, 0.5)
+            assert image.shape == (3, 16, 16) and mask.shape == (16, 16) and mask.dtype == torch.int64
+            torch.testing.assert_close(image, expected_image, rtol=0, atol=1e-6)
+            assert torch.equal(mask, expected_mask)
+            # Every mask value is one the original had, or the padding's 255.
+            assert set(mask.unique().tolist()) <= set(photos.masks[i].unique().tolist()) | {IGNORE_INDEX}
+            flips.add(choice["flip"])
+            shrunk += max(choice["height"], choice["width"]) < max(height, width)
+            grown += max(choice["height"], choice["width"]) > max(height, width)
+            # The factor is (24 / longer side) * s with s in [0.5, 2]: the longer side lands in [12, 48].
+            assert 12 <= max(choice["height"], choice["width"]) <= 48
+    assert flips == {False, True} and shrunk and grown
+
+
+def test_scale_crop_pad_for_evaluation_keeps_the_whole_image_and_pads_with_ignore():
+    from companion.segmentation.data import ScaleCropPad
+
+    photos = _photos()
+    data = ScaleCropPad(photos, size=24, longer_side=24)  # no scale range, no flip: deterministic
+    images, masks = data.__getitems__([0, 1, 2, 3])
+    assert images.shape == (4, 3, 24, 24) and masks.shape == (4, 24, 24)
+    # 20 x 30 -> 16 x 24: bottom 8 rows padded; 31 x 17 -> 24 x 13: right 11 columns padded.
+    assert data.params(0, 20, 30) == {"height": 16, "width": 24, "top": 0, "left": 0, "flip": False}
+    assert bool((masks[0, 16:] == IGNORE_INDEX).all()) and bool((images[0, :, 16:] == 0).all())
+    assert not bool((masks[0, :16] == IGNORE_INDEX).all())
+    assert data.params(1, 31, 17)["width"] == 13 and bool((masks[1, :, 13:] == IGNORE_INDEX).all())
+    # 9 x 12 is enlarged to 18 x 24; 40 x 40 shrinks to 24 x 24 with nothing padded.
+    assert data.params(2, 9, 12)["height"] == 18 and not bool((masks[3] == IGNORE_INDEX).all(dim=1).any())
+    for epoch in (0, 3):  # the same whatever the epoch
+        data.set_epoch(epoch)
+        assert torch.equal(data[2][0], images[2]) and torch.equal(data[2][1], masks[2])
+    # Without longer_side nor scale the images keep their resolution: a crop of the original.
+    same = ScaleCropPad(photos, size=8, seed=1)
+    choice = same.params(3, 40, 40)
+    image, mask = same[3]
+    top, left = choice["top"], choice["left"]
+    assert torch.equal(image, photos.images[3][:, top:top + 8, left:left + 8])
+    assert torch.equal(mask, photos.masks[3][top:top + 8, left:left + 8])
+
+
+def test_scale_crop_pad_batches_through_a_loader_reproducibly_and_new_each_epoch():
+    from companion.segmentation.data import ScaleCropPad
+
+    photos = _photos()
+    photos.classes, photos.num_classes = ["background", "cat", "dog"], 3
+    first = ScaleCropPad(photos, size=16, longer_side=20, scale=(0.5, 1.5), flip=True, seed=0)
+    again = ScaleCropPad(photos, size=16, longer_side=20, scale=(0.5, 1.5), flip=True, seed=0)
+    images, masks = next(iter(make_loader(first, batch_size=4)))  # mixed sizes, one batch
+    assert images.shape == (4, 3, 16, 16) and masks.shape == (4, 16, 16)
+    assert first.classes == ["background", "cat", "dog"] and first.num_classes == 3
+    assert torch.equal(again.__getitems__([0, 1, 2, 3])[1], masks)
+    before = [first.params(i, *photos.masks[i].shape) for i in range(4)]
+    first.set_epoch(1)
+    assert before != [first.params(i, *photos.masks[i].shape) for i in range(4)]
+
+
+def test_scale_crop_pad_rejects_bad_arguments_and_items_with_the_fix():
+    from companion.segmentation.data import ScaleCropPad
+
+    photos = _photos()
+    for scale in ((0.0, 1.0), (2.0, 1.0), (-1.0, -0.5)):
+        with pytest.raises(ValueError, match="0 < low <= high"):
+            ScaleCropPad(photos, size=8, scale=scale)
+    for longer_side in (0, 2.5, True):
+        with pytest.raises(ValueError, match="longer_side must be a positive"):
+            ScaleCropPad(photos, size=8, longer_side=longer_side)
+    with pytest.raises(ValueError, match="size must be a positive"):
+        ScaleCropPad(photos, size=0)
+    with pytest.raises(ValueError, match="seed must be a non-negative"):
+        ScaleCropPad(photos, size=8, seed=-3)
+    raw = _PairList([torch.zeros(3, 10, 10, dtype=torch.uint8)], [torch.zeros(10, 10, dtype=torch.int64)])
+    with pytest.raises(ValueError, match=r"image.float\(\) / 255"):
+        ScaleCropPad(raw, size=8)[0]
+    mismatched = _PairList([torch.zeros(3, 10, 10)], [torch.zeros(10, 12, dtype=torch.int64)])
+    with pytest.raises(ValueError, match="differ in size"):
+        ScaleCropPad(mismatched, size=8)[0]

@@ -67,6 +67,13 @@ def _keep_batch(batch):
     return batch
 
 
+def _batches_itself(dataset: Dataset) -> bool:
+    """Whether ``dataset.__getitems__`` returns a whole batch (a ``Subset`` only if what it wraps does)."""
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset = dataset.dataset  # Subset.__getitems__ falls back to a list of items otherwise
+    return hasattr(dataset, "__getitems__")
+
+
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                 drop_last: bool = False, num_workers: int = 0) -> DataLoader:
     """Build a DataLoader; under ``torch.distributed`` each process gets its own shard.
@@ -88,7 +95,7 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False, see
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
     else:
         sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed)
-    collate = _keep_batch if hasattr(dataset, "__getitems__") else None
+    collate = _keep_batch if _batches_itself(dataset) else None
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
                       num_workers=num_workers, collate_fn=collate,
                       persistent_workers=num_workers > 0)

@@ -78,6 +78,28 @@ class SceneSegmentation(Dataset):
         return self.scenes.images[index].float() / 255.0, self.masks[index]  # (B, 3, H, W), (B, H, W)
 
 
+def pixel_fractions(dataset: Dataset, num_classes: int, every: int = 1) -> torch.Tensor:
+    """Share of the (non-ignored) pixels of each class, over every ``every``-th example of ``dataset``.
+
+    Uses ``dataset.masks`` ``(N, H, W)`` where it has them (the scenes), else reads the items.
+
+    Returns:
+        ``(num_classes,)`` float64 fractions that sum to 1.
+    """
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be a positive integer, got {every!r}.")
+    if hasattr(dataset, "masks"):
+        labels = dataset.masks[::every].flatten()
+    else:
+        labels = torch.cat([dataset[i][1].flatten() for i in range(0, len(dataset), every)])
+    labels = labels[labels != IGNORE_INDEX]
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"the masks hold labels {int(labels.min())}..{int(labels.max())}, outside 0..{num_classes - 1} "
+                         f"(and {IGNORE_INDEX}); pass the dataset's num_classes.")
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    return counts / counts.sum().clamp(min=1)
+
+
 class _SeededWindows(Dataset):
     """Shared by the cropping wrappers: ``size``, a seed, the epoch, and the wrapped dataset's class names.
 

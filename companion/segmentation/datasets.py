@@ -16,11 +16,15 @@ torchvision's detection targets with ``"masks"``.
 - ``"penn-fudan"``: pedestrians with instance masks (:class:`companion.detection.datasets.PennFudanPedestrians`).
 - ``"fashion-scenes"``: the synthetic scenes as class masks (:class:`companion.segmentation.data.SceneSegmentation`).
 
+``chapter_splits`` and ``training_examples`` give Part 4's chapters their data in either run profile:
+the synthetic scenes in the quick profile, Oxford-IIIT Pets photos in the full profile.
+
 Downloads are verified against the MD5s torchvision pins and extracted member by member through the
 same checked machinery as the detection datasets (``companion.data.archives``); offline, a missing
 dataset is a ``FileNotFoundError`` that says where to put which file.
 
-Taught in: book/04_segmentation/01_semantic_segmentation.ipynb (the full profile's real data).
+Taught in: book/04_segmentation/01_semantic_segmentation.ipynb (the full profile's real data);
+``chapter_splits``: 03_unet.ipynb spells out what it returns.
 """
 
 from __future__ import annotations
@@ -38,7 +42,12 @@ from companion.data.archives import extract_matching, merge_into
 from companion.data.registry import data_root
 from companion.detection import datasets as detection
 from companion.detection.datasets import VOC_CLASSES, read_rgb
-from companion.segmentation.data import IGNORE_INDEX
+from companion.segmentation.data import (
+    IGNORE_INDEX,
+    RandomCrops,
+    ScaleCropPad,
+    SceneSegmentation,
+)
 
 SEGMENTATION_DATASETS = ("fashion-scenes", "voc2012", "oxford-pets", "penn-fudan")
 REAL_DATASETS = SEGMENTATION_DATASETS[1:]  # the downloaded ones, which find_offline looks for
@@ -290,8 +299,8 @@ def get_segmentation_dataset(name: str, split: str = "train", *, root: str | Pat
         FileNotFoundError: the data is missing and could not be downloaded.
     """
     if name == "fashion-scenes":
-        from companion.detection.scenes import FashionScenes  # lazy: it builds on Fashion-MNIST
-        from companion.segmentation.data import SceneSegmentation
+        # imported here: the scenes build on Fashion-MNIST
+        from companion.detection.scenes import FashionScenes
 
         return SceneSegmentation(FashionScenes(split=split, root=root, **options))
     if name == "voc2012":
@@ -301,3 +310,56 @@ def get_segmentation_dataset(name: str, split: str = "train", *, root: str | Pat
     if name == "penn-fudan":
         return detection.PennFudanPedestrians(split, root=root, download=download, **options)
     raise ValueError(f"unknown segmentation dataset {name!r}; the names are: {', '.join(SEGMENTATION_DATASETS)}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# The data of Part 4's chapters in each run profile
+
+CHAPTER_SIDE = 256  # the full profile's photos are brought to CHAPTER_SIDE x CHAPTER_SIDE
+
+
+def chapter_splits(profile, *, train_size: int = 2000, test_size: int = 500, side: int = CHAPTER_SIDE,
+                   root: str | Path | None = None) -> tuple[Dataset, Dataset]:
+    """The training and test sets of Part 4's semantic chapters in a run profile.
+
+    - quick: the synthetic scenes (:class:`companion.segmentation.data.SceneSegmentation`, seed 0),
+      ``train_size`` training and ``test_size`` test scenes of 96 x 96 pixels;
+    - full: Oxford-IIIT Pets labelled background, cat or dog (downloaded on first use, about 800 MB):
+      the 3,680 ``trainval`` photos as they are (different sizes; :func:`training_examples` turns them
+      into batches), and the 3,669 ``test`` photos resized to a longer side of ``side`` and padded to
+      ``side x side`` with :class:`~companion.segmentation.data.ScaleCropPad` (padding labelled 255).
+
+    Args:
+        profile: a :class:`companion.profiles.Profile` (``companion.profile()``).
+        train_size, test_size: numbers of scenes in the quick profile.
+        side: the full profile's image side.
+        root: the data root of the Pets files (default :func:`companion.data.data_root`).
+
+    Returns:
+        ``(train_set, test_set)``, both with ``classes`` and ``num_classes``.
+    """
+    if profile.name == "quick":
+        # imported here: the scenes build on Fashion-MNIST
+        from companion.detection.scenes import FashionScenes
+
+        return (SceneSegmentation(FashionScenes("train", size=train_size, seed=0)),
+                SceneSegmentation(FashionScenes("test", size=test_size, seed=0)))
+    train_set = OxfordPets("trainval", labels="species", root=root, download=True)
+    test_set = ScaleCropPad(OxfordPets("test", labels="species", root=root, download=True), side, longer_side=side)
+    return train_set, test_set
+
+
+def training_examples(train_set: Dataset, profile, *, crop: int | None = None, side: int = CHAPTER_SIDE,
+                      seed: int = 0) -> Dataset:
+    """What a chapter trains on, from :func:`chapter_splits`'s ``train_set``.
+
+    - quick: random ``crop x crop`` windows of the scenes (:class:`~companion.segmentation.data.RandomCrops`),
+      or the whole scenes when ``crop`` is None;
+    - full: :class:`~companion.segmentation.data.ScaleCropPad` with the longer side brought to ``side``
+      times a random factor in [0.5, 2], padded, a random ``side x side`` window, flipped half the time.
+
+    Call ``set_epoch(e)`` on the result before each epoch, where it has one, for new windows.
+    """
+    if profile.name == "quick":
+        return train_set if crop is None else RandomCrops(train_set, size=crop, seed=seed)
+    return ScaleCropPad(train_set, side, longer_side=side, scale=(0.5, 2.0), flip=True, seed=seed)

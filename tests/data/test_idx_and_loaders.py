@@ -58,3 +58,23 @@ def test_subset_is_seeded():
     dataset = ArrayDataset(torch.arange(100).reshape(100, 1, 1, 1).to(torch.uint8), torch.arange(100))
     assert torch.equal(dataset.subset(10, seed=1).labels, dataset.subset(10, seed=1).labels)
     assert len(dataset.subset(None)) == 100 and len(dataset.subset(10)) == 10
+
+
+def test_subsets_batch_whether_or_not_the_wrapped_dataset_batches_itself():
+    """A Subset of a batching dataset keeps its batches; a Subset of item-by-item datasets is collated."""
+    data = ArrayDataset(torch.arange(24.0).reshape(6, 1, 2, 2), torch.arange(6))
+
+    class OneByOne(torch.utils.data.Dataset):  # no __getitems__
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, index):
+            return data.images[index], data.labels[index]
+
+    for dataset in (data, OneByOne(), torch.utils.data.ConcatDataset([OneByOne()])):
+        for wrapped in (dataset, torch.utils.data.Subset(dataset, [5, 1, 3, 0]),
+                        torch.utils.data.Subset(torch.utils.data.Subset(dataset, [5, 1, 3, 0, 2]), [0, 1, 2, 3])):
+            images, labels = next(iter(make_loader(wrapped, batch_size=4)))
+            expected = [5, 1, 3, 0] if isinstance(wrapped, torch.utils.data.Subset) else [0, 1, 2, 3]
+            assert images.shape == (4, 1, 2, 2) and labels.tolist() == expected
+            assert torch.equal(images, data.images[expected])

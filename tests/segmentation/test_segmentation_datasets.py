@@ -244,3 +244,53 @@ def test_find_offline_reports_complete_copies_only(tmp_path, voc_archive, pets_a
     assert not (root / "oxford-iiit-pet" / "images" / "beagle_3.jpg").exists()  # nothing was downloaded
     with pytest.raises(ValueError, match="not 'coco'"):
         find_offline("coco", root=root)
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapters' data in each profile
+
+
+def test_chapter_splits_full_profile_is_oxford_pets_in_fixed_size_batches(tmp_path, pets_archives):
+    from companion.profiles import profile
+    from companion.segmentation.data import ScaleCropPad, pixel_fractions
+    from companion.segmentation.datasets import chapter_splits, training_examples
+
+    root = tmp_path / "data"
+    train_set, test_set = chapter_splits(profile("full"), side=20, root=root)  # downloads the fake archives
+    assert isinstance(train_set, OxfordPets) and train_set.labels == "species" and len(train_set) == 3
+    assert isinstance(test_set, ScaleCropPad) and test_set.longer_side == 20 and len(test_set) == 1
+    assert test_set.classes == ("background", "cat", "dog") and test_set.num_classes == 3
+    image, mask = test_set[0]  # a 16 x 24 photo -> 13 x 20, padded to 20 x 20
+    assert image.shape == (3, 20, 20) and bool((mask[13:] == IGNORE_INDEX).all())
+    assert set(mask[:13].unique().tolist()) <= {0, 2, IGNORE_INDEX}  # the test pet is a dog (beagle)
+    examples = training_examples(train_set, profile("full"), side=20, seed=1)
+    assert isinstance(examples, ScaleCropPad) and examples.flip and examples.scale == (0.5, 2.0)
+    images, masks = examples.__getitems__([0, 1, 2])
+    assert images.shape == (3, 3, 20, 20) and masks.shape == (3, 20, 20)
+    # Pixel shares over the photos: trimap pets are cats (1) in trainval's Abyssinians, dogs (2) in beagles.
+    fractions = pixel_fractions(train_set, 3)
+    counted = torch.cat([train_set[i][1].flatten() for i in range(3)])
+    counted = counted[counted != IGNORE_INDEX]
+    assert torch.allclose(fractions, torch.bincount(counted, minlength=3).double() / counted.numel())
+    assert fractions.sum().item() == pytest.approx(1.0) and float(fractions[2]) > 0
+
+
+def test_chapter_splits_quick_profile_is_the_scenes_and_fractions_are_checked():
+    from companion.profiles import profile
+    from companion.segmentation.data import RandomCrops, SceneSegmentation, pixel_fractions
+    from companion.segmentation.datasets import chapter_splits, training_examples
+
+    train_set, test_set = chapter_splits(profile("quick"), train_size=12, test_size=4)
+    assert isinstance(train_set, SceneSegmentation) and len(train_set) == 12 and len(test_set) == 4
+    assert training_examples(train_set, profile("quick")) is train_set
+    crops = training_examples(train_set, profile("quick"), crop=40, seed=3)
+    assert isinstance(crops, RandomCrops) and crops.size == 40 and crops.seed == 3
+    fractions = pixel_fractions(train_set, train_set.num_classes)
+    expected = torch.bincount(train_set.masks.flatten(), minlength=6).double() / train_set.masks.numel()
+    assert torch.allclose(fractions, expected)
+    assert torch.allclose(pixel_fractions(train_set, 6, every=5),
+                          torch.bincount(train_set.masks[::5].flatten(), minlength=6).double() / (3 * 96 * 96))
+    with pytest.raises(ValueError, match="pass the dataset's num_classes"):
+        pixel_fractions(train_set, 3)
+    with pytest.raises(ValueError, match="every must be a positive"):
+        pixel_fractions(train_set, 6, every=0)

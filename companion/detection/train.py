@@ -59,26 +59,29 @@ def _to_device(images, targets: Sequence[Target] | None, device: torch.device | 
     return images, targets
 
 
-def horizontal_flip(images: torch.Tensor, targets: Sequence[Target], generator: torch.Generator,
-                    p: float = 0.5) -> tuple[torch.Tensor, list[Target]]:
+def horizontal_flip(images: torch.Tensor | Sequence[torch.Tensor], targets: Sequence[Target],
+                    generator: torch.Generator, p: float = 0.5) -> tuple[torch.Tensor | list[torch.Tensor], list[Target]]:
     """Mirror each image of a batch with probability ``p``, and its boxes (and masks) with it.
 
     Args:
-        images: ``(B, C, H, W)``.
+        images: ``(B, C, H, W)``, or a list of ``(C, H, W)`` images of different sizes (photographs).
         targets: one target dict per image.
         generator: decides which images flip (seeded, so training repeats exactly).
         p: flip probability.
 
     Returns:
-        The new images and new target dicts (inputs are not modified).
+        The new images (a tensor or a list, as given) and new target dicts (inputs are not modified).
     """
-    flip = torch.rand(images.shape[0], generator=generator) < p  # (B,)
-    width = images.shape[-1]
-    images = torch.where(flip[:, None, None, None].to(images.device), images.flip(-1), images)
+    flip = torch.rand(len(images), generator=generator) < p  # (B,)
+    if isinstance(images, torch.Tensor):
+        images = torch.where(flip[:, None, None, None].to(images.device), images.flip(-1), images)
+    else:
+        images = [image.flip(-1) if do_flip else image for do_flip, image in zip(flip.tolist(), images)]
     flipped = []
-    for do_flip, target in zip(flip.tolist(), targets):
+    for do_flip, image, target in zip(flip.tolist(), images, targets):
         target = dict(target)
         if do_flip:
+            width = image.shape[-1]
             boxes = target["boxes"]
             target["boxes"] = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]],
                                           dim=1)  # (K, 4) x1 and x2 mirrored and swapped

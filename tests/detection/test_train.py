@@ -75,6 +75,30 @@ def test_horizontal_flip_moves_boxes_with_the_pixels():
     assert torch.equal(same, images)
 
 
+def test_horizontal_flip_of_photos_of_different_sizes_uses_each_width():
+    """Photographs come as a list of differently sized images: each mirrors about its own width."""
+    narrow, wide = torch.zeros(1, 6, 10), torch.zeros(1, 4, 16)
+    narrow[:, 1:3, 2:5], wide[:, 0:2, 11:15] = 1.0, 1.0
+    targets = [{"boxes": torch.tensor([[2., 1., 5., 3.]]), "labels": torch.tensor([1]), "masks": narrow > 0},
+               {"boxes": torch.tensor([[11., 0., 15., 2.]]), "labels": torch.tensor([1]), "masks": wide > 0}]
+    flipped, new_targets = horizontal_flip([narrow, wide], targets, torch.Generator().manual_seed(0), p=1.0)
+    assert isinstance(flipped, list) and [image.shape for image in flipped] == [(1, 6, 10), (1, 4, 16)]
+    assert torch.equal(new_targets[0]["boxes"], torch.tensor([[5., 1., 8., 3.]]))  # mirrored in 10 columns
+    assert torch.equal(new_targets[1]["boxes"], torch.tensor([[1., 0., 5., 2.]]))  # mirrored in 16 columns
+    for image, target in zip(flipped, new_targets):
+        assert torch.equal(target["masks"], image > 0)
+        x1, y1, x2, y2 = target["boxes"][0].long().tolist()
+        assert bool(image[0, y1:y2, x1:x2].all()) and float(image.sum()) == (x2 - x1) * (y2 - y1)
+    # The same draws as for a stacked batch: image k flips in the list exactly when it flips in the tensor.
+    generator_a, generator_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    stacked = torch.rand(5, 1, 4, 6)
+    as_tensor, _ = horizontal_flip(stacked, [targets[0]] * 5, generator_a)
+    as_list, _ = horizontal_flip(list(stacked), [targets[0]] * 5, generator_b)
+    assert torch.equal(torch.stack(as_list), as_tensor)
+    same, _ = horizontal_flip([narrow, wide], targets, torch.Generator().manual_seed(0), p=0.0)
+    assert torch.equal(same[0], narrow) and torch.equal(same[1], wide)
+
+
 def test_fit_detector_lowers_the_loss_and_records_every_step():
     torch.manual_seed(0)
     model = ToyDetector()

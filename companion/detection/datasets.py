@@ -192,10 +192,11 @@ def _penn_fudan_pairs(folder: Path) -> list[str] | None:
     return images if images == masks and len(images) == PENN_FUDAN_IMAGES else None
 
 
-def _install_penn_fudan(root: Path, download: bool) -> Path:
+def _install_penn_fudan(root: Path, download: bool, loader: str = "get_detection_dataset") -> Path:
     folder, archive = root / PENN_FUDAN_FOLDER, root / PENN_FUDAN_ARCHIVE
     how = _how_to_get("'penn-fudan'", PENN_FUDAN_URL, "about 53 MB", archive,
-                      f"{folder}/PNGImages and {folder}/PedMasks hold the {PENN_FUDAN_IMAGES} images and masks")
+                      f"{folder}/PNGImages and {folder}/PedMasks hold the {PENN_FUDAN_IMAGES} images and masks",
+                      loader=loader)
     archive = _archive_on_disk(archive, PENN_FUDAN_URL, PENN_FUDAN_MD5, download, "Penn-Fudan", folder, how)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{PENN_FUDAN_FOLDER}.", suffix=".part"))
     try:

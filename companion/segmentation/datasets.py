@@ -308,6 +308,9 @@ def get_segmentation_dataset(name: str, split: str = "train", *, root: str | Pat
     if name == "oxford-pets":
         return OxfordPets(split, root=root, download=download, **options)
     if name == "penn-fudan":
+        if detection._penn_fudan_pairs(data_root(root) / detection.PENN_FUDAN_FOLDER) is None:
+            # fetch it here, so that an offline error names this function
+            detection._install_penn_fudan(data_root(root), download, loader="get_segmentation_dataset")
         return detection.PennFudanPedestrians(split, root=root, download=download, **options)
     raise ValueError(f"unknown segmentation dataset {name!r}; the names are: {', '.join(SEGMENTATION_DATASETS)}.")
 

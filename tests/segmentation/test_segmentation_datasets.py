@@ -224,7 +224,10 @@ def test_scenes_and_penn_fudan_are_delegated(monkeypatch, tmp_path):
     scenes = get_segmentation_dataset("fashion-scenes", "val", size=3, seed=0)
     image, mask = scenes[0]
     assert len(scenes) == 3 and image.shape == (3, 96, 96) and mask.shape == (96, 96)
+    with pytest.raises(FileNotFoundError, match=r"get_segmentation_dataset\('penn-fudan', download=True\)"):
+        get_segmentation_dataset("penn-fudan", "train", root=tmp_path)  # offline: the message names this loader
     calls = []
+    monkeypatch.setattr(detection, "_penn_fudan_pairs", lambda folder: ["FudanPed00001"])  # "on disk"
     monkeypatch.setattr(detection, "PennFudanPedestrians",
                         lambda split, **kwargs: calls.append((split, kwargs)) or "penn-fudan")
     assert get_segmentation_dataset("penn-fudan", "test", root=tmp_path, seed=3) == "penn-fudan"

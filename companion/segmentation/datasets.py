@@ -24,7 +24,7 @@ same checked machinery as the detection datasets (``companion.data.archives``); 
 dataset is a ``FileNotFoundError`` that says where to put which file.
 
 Taught in: book/04_segmentation/01_semantic_segmentation.ipynb (the full profile's real data);
-``chapter_splits``: 03_unet.ipynb spells out what it returns.
+``chapter_splits``: 02_fcn.ipynb; ``training_examples``: 03_unet.ipynb.
 """
 
 from __future__ import annotations
@@ -342,14 +342,11 @@ def chapter_splits(profile, *, train_size: int = 2000, test_size: int = 500, sid
         ``(train_set, test_set)``, both with ``classes`` and ``num_classes``.
     """
     if profile.name == "quick":
-        # imported here: the scenes build on Fashion-MNIST
-        from companion.detection.scenes import FashionScenes
-
-        return (SceneSegmentation(FashionScenes("train", size=train_size, seed=0)),
-                SceneSegmentation(FashionScenes("test", size=test_size, seed=0)))
-    train_set = OxfordPets("trainval", labels="species", root=root, download=True)
-    test_set = ScaleCropPad(OxfordPets("test", labels="species", root=root, download=True), side, longer_side=side)
-    return train_set, test_set
+        return (get_segmentation_dataset("fashion-scenes", "train", size=train_size, seed=0),
+                get_segmentation_dataset("fashion-scenes", "test", size=test_size, seed=0))
+    pets = {"labels": "species", "root": root, "download": True}
+    train_set = get_segmentation_dataset("oxford-pets", "trainval", **pets)
+    return train_set, ScaleCropPad(get_segmentation_dataset("oxford-pets", "test", **pets), side, longer_side=side)
 
 
 def training_examples(train_set: Dataset, profile, *, crop: int | None = None, side: int = CHAPTER_SIDE,

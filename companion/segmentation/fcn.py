@@ -3,8 +3,10 @@
 The paper takes an ImageNet classifier (VGG16 in its best results), replaces the fully connected
 layers by convolutions (FC6 becomes a 7x7 convolution with 4096 filters, FC7 a 1x1 convolution) so
 the network accepts any input size and returns a coarse map of class scores (stride 32), and
-upsamples that map back to the input with transposed convolutions whose filters start as bilinear
-interpolation and are then learned. Skip connections add finer predictions:
+upsamples that map back to the input with transposed convolutions initialised to bilinear
+interpolation: the intermediate x2 upsamplings are then learned, the final one stays fixed (Sec. 4.3
+of the paper; ``learn_final_upsampling=True`` learns it too). Skip connections add finer
+predictions:
 
 - FCN-32s: score the stride-32 features with a 1x1 convolution, upsample by 32.
 - FCN-16s: upsample those scores by 2, add a 1x1 score of pool4 (stride 16), upsample by 16.
@@ -32,7 +34,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from companion.cnn.vgg import CONFIGS, VGG, Layer
@@ -117,11 +118,14 @@ class FCN(nn.Module):
         fc6_kernel: kernel of FC6 as a convolution (7 in the paper).
         batch_norm: batch normalisation after every convolution of the trunk and the head.
         dropout: dropout after FC6 and FC7 (0.5 in the paper).
+        learn_final_upsampling: False (the paper): the last upsampling (``upscore32``, ``upscore16``
+            or ``upscore8``) stays bilinear, its weight has ``requires_grad=False``; True learns it
+            like the intermediate x2 upsamplings, which are always learned.
     """
 
     def __init__(self, layers: Sequence[Layer], *, num_classes: int, in_channels: int = 3, variant: str = "8s",
                  head_channels: int = 4096, fc6_kernel: int = 7, batch_norm: bool = False,
-                 dropout: float = 0.5) -> None:
+                 dropout: float = 0.5, learn_final_upsampling: bool = False) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
@@ -171,6 +175,8 @@ class FCN(nn.Module):
                 self.score_pool3 = nn.Conv2d(pool3_channels, num_classes, 1)
                 self.upscore_pool4 = bilinear_upsampling(num_classes, 2)
                 self.upscore8 = bilinear_upsampling(num_classes, 8)
+        # The paper fixes the final upsampling to bilinear interpolation and learns the x2 ones.
+        self.final_upsampling.weight.requires_grad_(learn_final_upsampling)
         # The paper initialises the skips' score layers to zero: at the start a skip adds nothing and
         # FCN-16s/8s behave like the coarser net they are fine-tuned from. (It zeroes score_fr too,
         # on a pretrained trunk; trained from scratch, score_fr keeps PyTorch's random default so
@@ -179,6 +185,11 @@ class FCN(nn.Module):
             if hasattr(self, name):
                 nn.init.zeros_(getattr(self, name).weight)
                 nn.init.zeros_(getattr(self, name).bias)
+
+    @property
+    def final_upsampling(self) -> nn.ConvTranspose2d:
+        """The last transposed convolution (x32, x16 or x8 by variant); fixed bilinear unless learned."""
+        return getattr(self, {"32s": "upscore32", "16s": "upscore16", "8s": "upscore8"}[self.variant])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images ``(B, in_channels, H, W)`` to logits ``(B, num_classes, H, W)``."""
@@ -200,12 +211,16 @@ class FCN(nn.Module):
         return crop_to(self.upscore8(score), size)  # (B, K, H, W)
 
 
-def fcn_vgg16(*, num_classes: int = 21, in_channels: int = 3, variant: str = "8s") -> FCN:
+def fcn_vgg16(*, num_classes: int = 21, in_channels: int = 3, variant: str = "8s",
+              learn_final_upsampling: bool = False) -> FCN:
     """The paper's FCN-32s/16s/8s on VGG16 (configuration D), FC6 7x7x4096, FC7 1x1x4096, no batch norm."""
-    return FCN(CONFIGS["D"], num_classes=num_classes, in_channels=in_channels, variant=variant)
+    return FCN(CONFIGS["D"], num_classes=num_classes, in_channels=in_channels, variant=variant,
+               learn_final_upsampling=learn_final_upsampling)
 
 
-def fcn_mini(num_classes: int, *, in_channels: int = 3, variant: str = "8s") -> FCN:
+def fcn_mini(num_classes: int, *, in_channels: int = 3, variant: str = "8s",
+             learn_final_upsampling: bool = False) -> FCN:
     """A narrow FCN for the quick profile: five pools, 16-128 filters, FC6 3x3x128, batch norm."""
     return FCN(MINI_LAYERS, num_classes=num_classes, in_channels=in_channels, variant=variant,
-               head_channels=128, fc6_kernel=3, batch_norm=True, dropout=0.1)
+               head_channels=128, fc6_kernel=3, batch_norm=True, dropout=0.1,
+               learn_final_upsampling=learn_final_upsampling)

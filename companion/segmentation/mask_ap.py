@@ -6,8 +6,9 @@ thresholds ``0.50, ..., 0.95``, average the 101-point precision over thresholds 
 substitutions:
 
 - the overlap of two instances is the **mask IoU**, ``|A ∩ B| / |A ∪ B|`` counted in pixels;
-- an instance's size, for the small / medium / large ranges, is its mask's pixel count (COCO's
-  annotation ``area``), not its box area.
+- an instance's size, for the small / medium / large ranges, is its mask's pixel count, not its box
+  area as in our box evaluator (pycocotools reads a ground truth's size from its annotation ``area``
+  in both modes, which for COCO is the mask's pixel count; a detection's size is its mask's area).
 
 So this module only adds those two functions and hands them to the box evaluator's machinery
 (``companion.detection.evaluate.coco_evaluate``). Soft masks (probabilities, as Mask R-CNN outputs)

@@ -8,10 +8,15 @@ import torch.nn.functional as F
 
 def check_every_parameter_receives_a_gradient(model: torch.nn.Module, num_classes: int,
                                               size: tuple[int, int]) -> None:
-    """One cross-entropy step on random ``(2, 3, *size)`` images: every gradient exists, is finite, is not zero."""
+    """One cross-entropy step on random ``(2, 3, *size)`` images: every trainable parameter's gradient
+    exists, is finite and is not zero (a parameter the architecture fixes, ``requires_grad=False``,
+    must get none)."""
     loss = F.cross_entropy(model(torch.rand(2, 3, *size)), torch.randint(0, num_classes, (2, *size)))
     loss.backward()
     for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            assert parameter.grad is None, name
+            continue
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
         assert parameter.grad.abs().sum() > 0, name
 

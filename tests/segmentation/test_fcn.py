@@ -26,10 +26,14 @@ def test_bilinear_transposed_convolution_equals_interpolate_in_the_interior(stri
     upsampled = bilinear_upsampling(3, stride)(x)  # (2, 3, 7 * stride, 10 * stride)
     reference = F.interpolate(x, scale_factor=stride, mode="bilinear", align_corners=False)
     assert upsampled.shape == reference.shape
-    border = stride  # interpolate repeats the edge, the transposed convolution sees zeros
+    border = stride // 2  # interpolate repeats the edge, the transposed convolution sees zeros
     inner = (..., slice(border, -border), slice(border, -border))
     torch.testing.assert_close(upsampled[inner], reference[inner], atol=1e-6, rtol=0)
-    assert not torch.allclose(upsampled, reference)  # the borders do differ
+    # exactly the outermost stride / 2 rows on each side differ (in the interior columns)
+    rows = (upsampled - reference)[..., border:-border].abs().amax(dim=(0, 1, 3)) > 1e-6  # (H,)
+    expected = torch.zeros_like(rows)
+    expected[:border] = expected[-border:] = True
+    assert torch.equal(rows, expected)
 
 
 @pytest.mark.parametrize(("variant", "size"), [(variant, (37, 53)) for variant in VARIANTS]
@@ -45,6 +49,27 @@ def test_fcn_returns_logits_at_the_input_size(variant, size):
 def test_every_parameter_receives_a_gradient():
     torch.manual_seed(0)
     check_every_parameter_receives_a_gradient(fcn_mini(4), 4, (40, 45))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_final_upsampling_stays_bilinear_as_in_the_paper_unless_learned(variant):
+    torch.manual_seed(0)
+    model = fcn_mini(4, variant=variant)
+    final = getattr(model, {"32s": "upscore32", "16s": "upscore16", "8s": "upscore8"}[variant])
+    assert model.final_upsampling is final and not final.weight.requires_grad
+    intermediate = [module for name, module in model.named_children()
+                    if name.startswith("upscore") and module is not final]
+    assert len(intermediate) == {"32s": 0, "16s": 1, "8s": 2}[variant]
+    assert all(module.weight.requires_grad for module in intermediate)
+    before = final.weight.detach().clone()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1)
+    F.cross_entropy(model(torch.rand(2, 3, 40, 45)), torch.randint(0, 4, (2, 40, 45))).backward()
+    optimizer.step()
+    torch.testing.assert_close(final.weight, before, rtol=0, atol=0)  # untouched, still the bilinear filter
+    torch.testing.assert_close(before, bilinear_kernel(4, 4, final.kernel_size[0]), rtol=0, atol=0)
+    learned = fcn_mini(4, variant=variant, learn_final_upsampling=True)
+    assert learned.final_upsampling.weight.requires_grad
+    check_every_parameter_receives_a_gradient(learned, 4, (40, 45))
 
 
 def test_channels_last_equals_contiguous():

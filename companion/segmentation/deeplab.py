@@ -20,8 +20,9 @@ batch norm and ReLU, concatenates the five results and projects them with a 1x1 
 :class:`ASPP` has torchvision's module tree and parameter names (``convs.0`` ... ``convs.4``,
 ``project``), so state dicts load both ways and outputs match torchvision's ASPP.
 
-**DeepLab v3** classifies ASPP's output (:class:`DeepLabHead`, as torchvision) and upsamples the
-logits bilinearly to the input. **DeepLab v3+** adds a decoder: ASPP's output is upsampled by 4,
+**DeepLab v3** classifies ASPP's output and upsamples the logits bilinearly to the input. In the
+paper ASPP's 1x1 projection feeds the final 1x1 classifier directly; :class:`DeepLabHead` is
+torchvision's head, which puts a 3x3 convolution with batch norm and ReLU between the two. **DeepLab v3+** adds a decoder: ASPP's output is upsampled by 4,
 concatenated with the backbone's stride-4 features reduced to 48 channels by a 1x1 convolution,
 refined by two 3x3 convolutions and upsampled by 4 again.
 
@@ -43,6 +44,11 @@ from companion.cnn.resnet import BasicBlock
 from companion.segmentation.pspnet import MINI_LAYERS, MINI_WIDTHS, ResNetBackbone, dilated_resnet
 
 PAPER_RATES = (6, 12, 18)  # at output stride 16; doubled to (12, 24, 36) at output stride 8
+
+
+def paper_rates(output_stride: int) -> tuple[int, ...]:
+    """ASPP's rates for a backbone's output stride: ``PAPER_RATES`` at 16, doubled at 8, halved at 32."""
+    return tuple(max(rate * 16 // output_stride, 1) for rate in PAPER_RATES)
 
 
 class ASPPConv(nn.Sequential):
@@ -103,7 +109,10 @@ class ASPP(nn.Module):
 
 
 class DeepLabHead(nn.Sequential):
-    """DeepLab v3's head: ASPP -> 3x3 conv -> BN -> ReLU -> 1x1 classifier (torchvision's names)."""
+    """torchvision's DeepLab v3 head: ASPP -> 3x3 conv -> BN -> ReLU -> 1x1 classifier (its names too).
+
+    The paper has no 3x3 convolution here: ASPP's 1x1 projection feeds the 1x1 classifier.
+    """
 
     def __init__(self, in_channels: int, num_classes: int, atrous_rates: Sequence[int] = (12, 24, 36),
                  channels: int = 256) -> None:
@@ -126,16 +135,18 @@ class DeepLabV3(nn.Module):
     Args:
         backbone: a :class:`~companion.segmentation.pspnet.ResNetBackbone` (stride 8 or 16).
         num_classes: classes including the background.
-        atrous_rates: ASPP rates for the backbone's output stride.
+        atrous_rates: ASPP rates; default :func:`paper_rates` of the backbone's ``output_stride``
+            ((6, 12, 18) at 16, (12, 24, 36) at 8).
         channels: ASPP and head channels (256 in the paper).
     """
 
-    def __init__(self, backbone: ResNetBackbone, num_classes: int, *, atrous_rates: Sequence[int] = PAPER_RATES,
+    def __init__(self, backbone: ResNetBackbone, num_classes: int, *, atrous_rates: Sequence[int] | None = None,
                  channels: int = 256) -> None:
         super().__init__()
         _check_num_classes(num_classes)
         self.backbone = backbone
-        self.classifier = DeepLabHead(backbone.channels[-1], num_classes, atrous_rates, channels)
+        rates = paper_rates(backbone.output_stride) if atrous_rates is None else atrous_rates
+        self.classifier = DeepLabHead(backbone.channels[-1], num_classes, rates, channels)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.classifier(self.backbone(images)["layer4"])  # (B, K, H/os, W/os)
@@ -183,18 +194,20 @@ class DeepLabV3Plus(nn.Module):
         backbone: a :class:`~companion.segmentation.pspnet.ResNetBackbone`; ``layer4`` feeds ASPP,
             ``layer1`` (stride 4) the decoder.
         num_classes: classes including the background.
-        atrous_rates: ASPP rates for the backbone's output stride.
+        atrous_rates: ASPP rates; default :func:`paper_rates` of the backbone's ``output_stride``
+            ((6, 12, 18) at 16, (12, 24, 36) at 8).
         aspp_channels: channels of ASPP (256 in the paper).
         reduced_channels: the decoder's 1x1 reduction of the low-level features (48).
         decoder_channels: channels of the decoder's 3x3 convolutions (256).
     """
 
-    def __init__(self, backbone: ResNetBackbone, num_classes: int, *, atrous_rates: Sequence[int] = PAPER_RATES,
+    def __init__(self, backbone: ResNetBackbone, num_classes: int, *, atrous_rates: Sequence[int] | None = None,
                  aspp_channels: int = 256, reduced_channels: int = 48, decoder_channels: int = 256) -> None:
         super().__init__()
         _check_num_classes(num_classes)
         self.backbone = backbone
-        self.aspp = ASPP(backbone.channels[-1], atrous_rates, aspp_channels)
+        rates = paper_rates(backbone.output_stride) if atrous_rates is None else atrous_rates
+        self.aspp = ASPP(backbone.channels[-1], rates, aspp_channels)
         self.decoder = DeepLabV3PlusDecoder(backbone.channels[0], aspp_channels, num_classes,
                                             reduced_channels=reduced_channels, channels=decoder_channels)
 

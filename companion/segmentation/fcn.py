@@ -39,7 +39,7 @@ from torch import nn
 from companion.cnn.vgg import CONFIGS, VGG, Layer
 
 VARIANTS = ("32s", "16s", "8s")
-# The quick profile's trunk: VGG configuration A's pattern with far fewer filters (five pools).
+# The quick profile's trunk: one convolution per stage (VGG's layout, far fewer filters), five pools.
 MINI_LAYERS: tuple[Layer, ...] = (16, "M", 32, "M", 64, "M", 96, "M", 128, "M")
 
 
@@ -136,7 +136,12 @@ class FCN(nn.Module):
             raise ValueError(f"fc6_kernel must be odd (same padding), got {fc6_kernel}.")
         self.variant, self.in_channels, self.num_classes = variant, in_channels, num_classes
         # Reuse the VGG feature stack; round the pools up so odd sizes keep their last row/column.
-        features = VGG(layers, batch_norm=batch_norm, num_classes=1, in_channels=in_channels).features
+        if list(layers)[-1] != "M":
+            raise ValueError(f"the FCN trunk must end with its fifth 'M' pool (FC6 follows it), got {list(layers)[-1]!r} "
+                             "last.")
+        # hidden_features=1: only VGG's feature stack is kept, so do not build its 103M-weight FC6
+        features = VGG(layers, batch_norm=batch_norm, num_classes=1, in_channels=in_channels,
+                       hidden_features=1).features
         stages: list[list[nn.Module]] = [[]]
         widths: list[int] = []
         width = in_channels
@@ -159,7 +164,7 @@ class FCN(nn.Module):
             block: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=not batch_norm)]
             if batch_norm:
                 block.append(nn.BatchNorm2d(out_ch))
-            return block + [nn.ReLU(inplace=True), nn.Dropout2d(dropout)]
+            return block + [nn.ReLU(inplace=True), nn.Dropout(dropout)]  # element-wise, as Caffe's Dropout
 
         self.fc6 = nn.Sequential(*conv_block(pool5_channels, head_channels, fc6_kernel))
         self.fc7 = nn.Sequential(*conv_block(head_channels, head_channels, 1))

@@ -16,6 +16,11 @@ in place, exactly as torchvision's ``replace_stride_with_dilation`` does when th
 :class:`ResNetBackbone` keeps the stem and the four stages (no pooling, no classifier) and returns
 every stage's features. ``companion.segmentation.deeplab`` uses the same backbone.
 
+Two details differ from the authors' released PSPNet code: it dilates every 3x3 convolution of a
+dilated stage (2 in ``layer3``, 4 in ``layer4``, first blocks included), whereas torchvision and this
+module give each dilated stage's first block the previous dilation; and it upsamples with
+``align_corners=True``, this module with ``False``.
+
 Taught in: book/04_segmentation/05_pspnet.ipynb.
 """
 
@@ -219,9 +224,11 @@ class PSPNet(nn.Module):
     """Dilated backbone -> pyramid pooling -> 3x3 conv -> classifier -> bilinear upsampling.
 
     ``(B, 3, H, W) -> (B, num_classes, H, W)`` for any ``H, W``. With ``aux_loss=True`` the model
-    also classifies ``layer3``'s features (the paper's deeply supervised auxiliary loss, weight 0.4)
-    and returns ``{"out": logits, "aux": aux_logits}`` like torchvision's segmentation models; train
-    it with :func:`pspnet_loss`.
+    also classifies ``layer3``'s features (the paper's deeply supervised auxiliary loss, weight 0.4):
+    in training mode it returns ``{"out": logits, "aux": aux_logits}`` (train it with
+    :func:`pspnet_loss`); in eval mode the paper drops the auxiliary branch, so the model skips it
+    and returns the logits alone, and evaluation code needs no special case. (torchvision's
+    segmentation models return the dict in both modes.)
 
     Args:
         backbone: a :class:`ResNetBackbone` (usually from :func:`dilated_resnet`, stride 8).
@@ -248,7 +255,7 @@ class PSPNet(nn.Module):
         features = self.backbone(images)
         x = self.ppm(features["layer4"])  # (B, 2 * c4, H/8, W/8)
         logits = F.interpolate(self.classifier(x), size=size, mode="bilinear", align_corners=False)  # (B, K, H, W)
-        if self.aux_classifier is None:
+        if self.aux_classifier is None or not self.training:  # the auxiliary branch only trains
             return logits
         aux = F.interpolate(self.aux_classifier(features["layer3"]), size=size, mode="bilinear",
                             align_corners=False)  # (B, K, H, W)

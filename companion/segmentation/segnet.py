@@ -5,6 +5,9 @@ stage ending with a 2x2 max-pool of stride 2 that also records *where* every max
 "pooling indices"). The decoder mirrors the encoder: each stage first *unpools* (every value goes
 back to the position its maximum came from, the other three positions of the 2x2 window are zero,
 a sparse map), then convolutions densify the sparse map. A final convolution gives class scores.
+(Here the decoder mirrors all 13 encoder convolutions and a separate 3x3 classifier follows; in the
+authors' Caffe model the last decoder convolution is itself the classifier, one 64-channel
+convolution fewer.)
 
 What crosses from the encoder to the decoder is only the indices, not the feature maps: U-Net keeps
 a float feature map of ``C x H x W`` per skip until the backward pass; SegNet keeps the argmax
@@ -98,8 +101,12 @@ class SegNet(nn.Module):
         return self.classifier(x)  # (B, K, H, W)
 
 
-def segnet_vgg16(*, num_classes: int = 12, in_channels: int = 3) -> SegNet:
-    """The paper's SegNet: VGG16 encoder (13 convolutions), mirrored decoder (CamVid has 11 classes + void)."""
+def segnet_vgg16(*, num_classes: int = 11, in_channels: int = 3) -> SegNet:
+    """The paper's SegNet: VGG16 encoder (13 convolutions), mirrored decoder; CamVid's 11 classes.
+
+    CamVid's void pixels are not a class: the authors' model outputs 11 scores and ignores void in the
+    loss (label them 255 and use ``ignore_index=255``).
+    """
     return SegNet(num_classes=num_classes, in_channels=in_channels, stages=VGG16_STAGES)
 
 

@@ -15,7 +15,10 @@ seamlessly. ``padding="valid"`` builds that network (its output is smaller than 
 breaks this package's at-input-size convention: use it to study the paper). The default
 ``padding="same"`` pads every convolution by 1, so skips and decoder maps have the same size (the pools
 round odd sizes up and the decoder drops the extra row or column) and the logits come out at the input's size; most modern
-implementations do this. Batch normalisation (default on) postdates the paper.
+implementations do this. Batch normalisation (default on) postdates the paper. The paper also puts
+drop-out layers at the end of the contracting path (as implicit data augmentation); ``UNet`` has none.
+With ``padding="valid"`` every 2x2 pool must see an even map, as the paper requires for seamless
+tiles (572 is such a size); other sizes are an error that names the nearest valid ones.
 
 ``stem_stride=2`` is our change for CPU budgets: a strided 3x3 convolution first halves the
 resolution, the U-Net runs at half resolution, and its logits are upsampled bilinearly by 2 at the
@@ -25,6 +28,8 @@ Taught in: book/04_segmentation/03_unet.ipynb.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -134,6 +139,12 @@ class UNet(nn.Module):
                                  for level in range(depth, 0, -1)])
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)  # (B, K, H, W)
 
+    def _valid_sizes_around(self, side: int) -> tuple[int, int]:
+        """The nearest sides below and above ``side`` that a ``padding="valid"`` network accepts."""
+        below = next((s for s in range(side, 0, -1) if _valid_side(self, s)), None)
+        above = next(s for s in itertools.count(side) if _valid_side(self, s))  # valid sides recur every 2**depth
+        return below, above
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images ``(B, in_channels, H, W)`` to logits ``(B, num_classes, H, W)`` (smaller with "valid")."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -143,6 +154,12 @@ class UNet(nn.Module):
         skips = []
         for level, block in enumerate(self.down):
             if level > 0:
+                if self.padding == "valid" and (x.shape[-2] % 2 or x.shape[-1] % 2):
+                    below, above = self._valid_sizes_around(int(size[0]) if x.shape[-2] % 2 else int(size[1]))
+                    raise ValueError(f"with padding='valid' every 2x2 pool needs an even map (the paper picks "
+                                     f"its tile size so, e.g. 572), but pool {level} of this "
+                                     f"{tuple(size)} input sees {tuple(x.shape[-2:])}; use input sides such "
+                                     f"as {above if below is None else f'{below} or {above}'}.")
                 skips.append(x)
                 x = self.pool(x)  # (B, C, h/2, w/2)
             x = block(x)  # (B, base * 2**level, h, w)
@@ -152,6 +169,21 @@ class UNet(nn.Module):
         if self.stem_stride == 2:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)  # (B, K, H, W)
         return logits
+
+
+def _valid_side(model: UNet, side: int) -> bool:
+    """Whether ``side`` reaches every pool of a ``padding="valid"`` U-Net with an even size."""
+    for _ in range(model.depth):
+        side -= 4  # two unpadded 3x3 convolutions
+        if side < 2 or side % 2:
+            return False
+        side //= 2
+    side -= 4  # the bottom's two convolutions
+    for _ in range(model.depth):
+        if side < 1:
+            return False
+        side = 2 * side - 4  # up-convolution, then two unpadded convolutions
+    return side >= 1
 
 
 def unet_paper(*, num_classes: int = 2, in_channels: int = 1, padding: str = "valid") -> UNet:

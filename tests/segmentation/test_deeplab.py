@@ -5,8 +5,10 @@ import torch
 import torch.nn.functional as F
 from torchvision.models.segmentation import deeplabv3 as tv_deeplabv3
 
+from companion.cnn.resnet import BasicBlock
 from companion.segmentation.deeplab import (ASPP, DeepLabHead, DeepLabV3, DeepLabV3Plus, deeplabv3_mini,
-                                            deeplabv3plus_mini, mini_rates)
+                                            deeplabv3plus_mini, mini_rates, paper_rates)
+from companion.segmentation.pspnet import MINI_LAYERS, MINI_WIDTHS, dilated_resnet
 
 
 def _randomize_batch_norms(module: torch.nn.Module, generator: torch.Generator) -> None:
@@ -80,6 +82,18 @@ def test_aspp_branches_and_errors():
 
 def test_mini_rates_double_when_the_output_stride_halves():
     assert mini_rates(16) == (1, 2, 3) and mini_rates(8) == (2, 4, 6)
+
+
+@pytest.mark.parametrize("output_stride, rates", [(16, (6, 12, 18)), (8, (12, 24, 36)), (32, (3, 6, 9))])
+def test_default_aspp_rates_follow_the_backbones_output_stride(output_stride, rates):
+    assert paper_rates(output_stride) == rates
+    with torch.device("meta"):
+        backbone = dilated_resnet(BasicBlock, MINI_LAYERS, MINI_WIDTHS, output_stride=output_stride)
+        v3 = DeepLabV3(backbone, 3)
+        v3plus = DeepLabV3Plus(backbone, 3)
+        chosen = DeepLabV3Plus(backbone, 3, atrous_rates=(1, 2, 3))
+    assert v3.classifier[0].atrous_rates == rates and v3plus.aspp.atrous_rates == rates
+    assert chosen.aspp.atrous_rates == (1, 2, 3)
 
 
 MODELS = [lambda: deeplabv3plus_mini(6, output_stride=16), lambda: deeplabv3plus_mini(6, output_stride=8),

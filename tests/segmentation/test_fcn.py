@@ -99,5 +99,7 @@ def test_bad_arguments_are_named():
         fcn_mini(3, variant="4s")
     with pytest.raises(ValueError, match="five 'M' pools"):
         FCN((8, "M", 16, "M"), num_classes=3)
+    with pytest.raises(ValueError, match="must end with its fifth 'M' pool"):
+        FCN((8, "M", 8, "M", 8, "M", 8, "M", 8, "M", 16), num_classes=3)  # a layer FC6 would silently replace
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         fcn_mini(3)(torch.rand(1, 1, 32, 32))

@@ -88,6 +88,33 @@ def test_pspnet_every_parameter_gets_a_gradient_with_aux_loss():
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
 
 
+def test_pspnet_with_aux_loss_trains_with_fit_and_evaluates_like_the_plain_model():
+    """The chapter's exercise: fit with pspnet_loss, then evaluate_segmentation (eval mode: logits only)."""
+    from companion.data import ArrayDataset, make_loader
+    from companion.engine import TrainConfig, fit
+    from companion.segmentation.metrics import evaluate_segmentation
+
+    torch.manual_seed(0)
+    model = pspnet_mini(3, aux_loss=True)
+    data = ArrayDataset(torch.rand(8, 3, 32, 36), torch.randint(0, 3, (8, 32, 36)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    history = fit(model, optimizer, make_loader(data, 4), loss_fn=pspnet_loss,
+                  config=TrainConfig(epochs=1, device="cpu", progress=False))
+    assert len(history["train_loss"]) == 1 and history["train_loss"][0] > 0
+    model.eval()
+    images = data.images[:2]
+    with torch.no_grad():
+        logits = model(images)  # the auxiliary branch is dropped at test time, as in the paper
+        assert isinstance(logits, torch.Tensor) and logits.shape == (2, 3, 32, 36)
+        features = model.backbone(images)["layer4"]
+        expected = F.interpolate(model.classifier(model.ppm(features)), size=(32, 36), mode="bilinear",
+                                 align_corners=False)
+    torch.testing.assert_close(logits, expected)
+    scores = evaluate_segmentation(model, make_loader(data, 4), 3)
+    assert 0 <= scores["miou"] <= 1
+    assert isinstance(model.train()(images), dict)  # training mode: both outputs again
+
+
 def test_pspnet_channels_last_equals_contiguous():
     torch.manual_seed(0)
     model = pspnet_mini(6).eval()

@@ -55,3 +55,18 @@ def test_bad_arguments_are_named():
         UNet(num_classes=2, stem_stride=4)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         unet_mini(2)(torch.rand(1, 1, 16, 16))
+
+
+def test_valid_padding_rejects_tiles_whose_pools_see_odd_maps():
+    with torch.device("meta"):
+        model = unet_paper()
+        assert model(torch.empty(1, 1, 572, 572)).shape == (1, 2, 388, 388)
+        # 570 - 4 = 566 -> 283, then 283 - 4 = 279 is odd before the second pool
+        with pytest.raises(ValueError, match=r"pool 2 of this \(570, 572\) input sees .*as 556 or 572"):
+            model(torch.empty(1, 1, 570, 572))
+        with pytest.raises(ValueError, match=r"such as 188\.$"):  # too small for four pools: the smallest tile
+            model(torch.empty(1, 1, 40, 40))
+    small = UNet(num_classes=2, in_channels=1, base_channels=2, depth=1, padding="valid", batch_norm=False)
+    assert small(torch.rand(1, 1, 20, 20)).shape == (1, 2, 4, 4)  # 20 -> 16 -> 8 -> 4 -> 8 -> 4
+    with pytest.raises(ValueError, match="as 20 or 22"):
+        small(torch.rand(1, 1, 20, 21))

@@ -139,7 +139,7 @@ class UNet(nn.Module):
                                  for level in range(depth, 0, -1)])
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)  # (B, K, H, W)
 
-    def _valid_sizes_around(self, side: int) -> tuple[int, int]:
+    def _valid_sizes_around(self, side: int) -> tuple[int | None, int]:
         """The nearest sides below and above ``side`` that a ``padding="valid"`` network accepts."""
         below = next((s for s in range(side, 0, -1) if _valid_side(self, s)), None)
         above = next(s for s in itertools.count(side) if _valid_side(self, s))  # valid sides recur every 2**depth

@@ -23,8 +23,9 @@ batch norm and ReLU, concatenates the five results and projects them with a 1x1 
 **DeepLab v3** classifies ASPP's output and upsamples the logits bilinearly to the input. In the
 paper ASPP's 1x1 projection feeds the final 1x1 classifier directly; :class:`DeepLabHead` is
 torchvision's head, which puts a 3x3 convolution with batch norm and ReLU between the two.
-**DeepLab v3+** adds a decoder: ASPP's output is upsampled by 4, concatenated with the backbone's stride-4 features reduced to 48 channels by a 1x1 convolution,
-refined by two 3x3 convolutions and upsampled by 4 again.
+**DeepLab v3+** adds a decoder: ASPP's output is upsampled by 4, concatenated with the backbone's
+stride-4 features reduced to 48 channels by a 1x1 convolution, refined by two 3x3 convolutions and
+upsampled by 4 again.
 
 Neither v3 nor v3+ has a CRF. DeepLab v1 (ICLR 2015) and v2 (TPAMI 2018) post-processed the network's
 output with a fully connected CRF that was not trained with the network; v3 dropped it.

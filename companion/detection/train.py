@@ -60,7 +60,8 @@ def _to_device(images, targets: Sequence[Target] | None, device: torch.device | 
 
 
 def horizontal_flip(images: torch.Tensor | Sequence[torch.Tensor], targets: Sequence[Target],
-                    generator: torch.Generator, p: float = 0.5) -> tuple[torch.Tensor | list[torch.Tensor], list[Target]]:
+                    generator: torch.Generator, p: float = 0.5, *,
+                    inclusive_boxes: bool = False) -> tuple[torch.Tensor | list[torch.Tensor], list[Target]]:
     """Mirror each image of a batch with probability ``p``, and its boxes (and masks) with it.
 
     Args:
@@ -68,6 +69,11 @@ def horizontal_flip(images: torch.Tensor | Sequence[torch.Tensor], targets: Sequ
         targets: one target dict per image.
         generator: decides which images flip (seeded, so training repeats exactly).
         p: flip probability.
+        inclusive_boxes: the boxes' convention. False (the synthetic scenes): ``x2`` is one past the
+            last column, so a box of width ``W`` maps ``x -> W - x``. True (the real datasets of
+            ``companion.detection.datasets``, torchvision's ``masks_to_boxes``): ``x2`` is the last
+            column itself, so pixel indices map ``x -> W - 1 - x``. Either way a flipped box still
+            encloses the flipped mask exactly.
 
     Returns:
         The new images (a tensor or a list, as given) and new target dicts (inputs are not modified).
@@ -81,9 +87,9 @@ def horizontal_flip(images: torch.Tensor | Sequence[torch.Tensor], targets: Sequ
     for do_flip, image, target in zip(flip.tolist(), images, targets):
         target = dict(target)
         if do_flip:
-            width = image.shape[-1]
+            right = image.shape[-1] - 1 if inclusive_boxes else image.shape[-1]  # x maps to right - x
             boxes = target["boxes"]
-            target["boxes"] = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]],
+            target["boxes"] = torch.stack([right - boxes[:, 2], boxes[:, 1], right - boxes[:, 0], boxes[:, 3]],
                                           dim=1)  # (K, 4) x1 and x2 mirrored and swapped
             if "masks" in target:
                 target["masks"] = target["masks"].flip(-1)
@@ -94,7 +100,8 @@ def horizontal_flip(images: torch.Tensor | Sequence[torch.Tensor], targets: Sequ
 def fit_detector(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, epochs: int = 1,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                  device: torch.device | str = "cpu", max_grad_norm: float | None = None,
-                 flip_generator: torch.Generator | None = None) -> list[dict[str, float]]:
+                 flip_generator: torch.Generator | None = None,
+                 flip_inclusive_boxes: bool = False) -> list[dict[str, float]]:
     """Train a detector that returns a dict of losses in training mode.
 
     Args:
@@ -105,7 +112,9 @@ def fit_detector(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Dat
         scheduler: stepped after every optimisation step (e.g. OneCycleLR), not every epoch.
         device: where to train.
         max_grad_norm: clip the gradient norm to this value when given.
-        flip_generator: when given, random horizontal flips augment each batch (images must be a tensor).
+        flip_generator: when given, random horizontal flips augment each batch (a tensor or a list of photos).
+        flip_inclusive_boxes: the boxes' convention for those flips (:func:`horizontal_flip`'s
+            ``inclusive_boxes``): True for the real datasets, False for the synthetic scenes.
 
     Returns:
         One dict per step: each loss by name and their ``"total"``, as floats.
@@ -118,7 +127,8 @@ def fit_detector(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Dat
     for _ in range(epochs):
         for images, targets in loader:
             if flip_generator is not None:
-                images, targets = horizontal_flip(images, targets, flip_generator)
+                images, targets = horizontal_flip(images, targets, flip_generator,
+                                                  inclusive_boxes=flip_inclusive_boxes)
             images, targets = _to_device(images, targets, device)
             losses = model(images, targets)
             total = sum(losses.values())

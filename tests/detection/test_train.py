@@ -75,6 +75,28 @@ def test_horizontal_flip_moves_boxes_with_the_pixels():
     assert torch.equal(same, images)
 
 
+def test_horizontal_flip_of_inclusive_boxes_matches_masks_to_boxes_of_the_flipped_masks():
+    """Real datasets' boxes (masks_to_boxes: x2 is the last column) need x -> W - 1 - x, not W - x."""
+    from companion.detection.masks import masks_to_boxes
+
+    generator = torch.Generator().manual_seed(0)
+    photos, targets = [], []
+    for height, width in [(7, 11), (5, 16), (9, 9)]:
+        masks = torch.rand(3, height, width, generator=generator) > 0.7  # (3, H, W) random instance masks
+        masks[:, 0, 0] = True  # none empty
+        photos.append(masks.any(dim=0, keepdim=True).float())  # (1, H, W)
+        targets.append({"boxes": masks_to_boxes(masks), "labels": torch.ones(3, dtype=torch.int64),
+                        "masks": masks})
+    flipped, new_targets = horizontal_flip(photos, targets, torch.Generator().manual_seed(0), p=1.0,
+                                           inclusive_boxes=True)
+    for target, new in zip(targets, new_targets):
+        assert torch.equal(new["masks"], target["masks"].flip(-1))
+        assert torch.equal(new["boxes"], masks_to_boxes(new["masks"]))
+    # the default (one past the last column) would put each box a column too far right
+    _, shifted = horizontal_flip(photos, targets, torch.Generator().manual_seed(0), p=1.0)
+    assert torch.equal(shifted[0]["boxes"][:, [0, 2]], new_targets[0]["boxes"][:, [0, 2]] + 1)
+
+
 def test_horizontal_flip_of_photos_of_different_sizes_uses_each_width():
     """Photographs come as a list of differently sized images: each mirrors about its own width."""
     narrow, wide = torch.zeros(1, 6, 10), torch.zeros(1, 4, 16)

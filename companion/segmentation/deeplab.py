@@ -47,9 +47,14 @@ from companion.segmentation.pspnet import MINI_LAYERS, MINI_WIDTHS, ResNetBackbo
 PAPER_RATES = (6, 12, 18)  # at output stride 16; doubled to (12, 24, 36) at output stride 8
 
 
+def _rates_for_stride(rates_at_16: Sequence[int], output_stride: int) -> tuple[int, ...]:
+    """Rates chosen for output stride 16, scaled to ``output_stride`` (doubled at 8, halved at 32, at least 1)."""
+    return tuple(max(rate * 16 // output_stride, 1) for rate in rates_at_16)
+
+
 def paper_rates(output_stride: int) -> tuple[int, ...]:
     """ASPP's rates for a backbone's output stride: ``PAPER_RATES`` at 16, doubled at 8, halved at 32."""
-    return tuple(max(rate * 16 // output_stride, 1) for rate in PAPER_RATES)
+    return _rates_for_stride(PAPER_RATES, output_stride)
 
 
 class ASPPConv(nn.Sequential):
@@ -224,7 +229,7 @@ MINI_RATES = (1, 2, 3)  # at output stride 16 on 96x96 images (6x6 features); do
 
 def mini_rates(output_stride: int) -> tuple[int, ...]:
     """ASPP rates of the mini models: ``MINI_RATES`` at stride 16, doubled at 8, none useful at 32."""
-    return tuple(rate * 16 // output_stride or 1 for rate in MINI_RATES)
+    return _rates_for_stride(MINI_RATES, output_stride)
 
 
 def deeplabv3_mini(num_classes: int, *, in_channels: int = 3, output_stride: int = 16) -> DeepLabV3:
